@@ -1,0 +1,32 @@
+# The commands a person types. Tools are installed, pinned, into .tools/ and .venv/ (git-ignored).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+CHART := charts/agentforge
+
+.PHONY: help tools test test-render test-e2e lint docs docs-check demo demo-down bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+tools: ## Install the pinned toolchain (helm v4, helm v3, Python deps, checkov)
+	bash scripts/install-tools.sh
+
+test: tools ## Run every test: lint, generated-docs check, render tests, real-server and cluster tests
+	bash ci/test.sh
+
+test-render: tools ## Run the render-only tests (no servers, no cluster)
+	$(PY) -m pytest -m "not e2e and not servers" -n 2
+
+lint: tools ## ruff on the Python code, helm lint --strict on the chart
+	.venv/bin/ruff check scripts tests ci
+	.tools/bin/helm lint --strict $(CHART)
+
+docs: ## Regenerate values.schema.json and the README parameter table from values.yaml comments
+	python3 scripts/gen_docs.py
+
+docs-check: ## Fail when values.schema.json or the parameter table is stale
+	python3 scripts/gen_docs.py --check
+
+clean: ## Remove installed tools and caches
+	rm -rf .tools .venv .pytest_cache

@@ -1,0 +1,274 @@
+{{/*
+Helpers: one per fact. Component helpers take (list $ "component") where "component" is the
+kebab-case component name used in object names and labels (backend, data-collector, ...).
+*/}}
+
+{{- define "agentforge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Prefix of every object name: the release name, plus the chart name unless the release already holds it. */}}
+{{- define "agentforge.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "agentforge.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a component's objects: <fullname>-<component>. */}}
+{{- define "agentforge.componentName" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%s" (include "agentforge.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select a component's pods. */}}
+{{- define "agentforge.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "agentforge.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Labels of every object of a component. */}}
+{{- define "agentforge.labels" -}}
+{{- $root := index . 0 -}}
+{{ include "agentforge.selectorLabels" . }}
+app.kubernetes.io/part-of: agentforge
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Container port of each component: a fact of its image. */}}
+{{- define "agentforge.port" -}}
+{{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 -}}
+{{- required (printf "no port is known for component %q" .) (get $ports .) -}}
+{{- end -}}
+
+{{/* Fully qualified in-cluster hostname of a component's Service. */}}
+{{- define "agentforge.host" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s.%s.svc.%s" (include "agentforge.componentName" .) $root.Release.Namespace $root.Values.global.clusterDomain -}}
+{{- end -}}
+
+{{/* Image reference: (list $ .Values.<component>.image). The tag defaults to the chart's appVersion; a digest wins. */}}
+{{- define "agentforge.image" -}}
+{{- $root := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- $registry := default $root.Values.global.imageRegistry $image.registry -}}
+{{- $ref := ternary (printf "%s/%s" $registry $image.repository) $image.repository (ne $registry "") -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $ref $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $ref (default $root.Chart.AppVersion $image.tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the ServiceAccount of a component: (list $ "component" .Values.<component>.serviceAccount). */}}
+{{- define "agentforge.serviceAccountName" -}}
+{{- $sa := index . 2 -}}
+{{- if $sa.create -}}
+{{- default (include "agentforge.componentName" (list (index . 0) (index . 1))) $sa.name -}}
+{{- else -}}
+{{- default "default" $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret that holds the application's secret settings. */}}
+{{- define "agentforge.secretName" -}}
+{{- default (printf "%s-secrets" (include "agentforge.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* ConfigMap that holds the application's non-secret settings. */}}
+{{- define "agentforge.configMapName" -}}
+{{- printf "%s-config" (include "agentforge.fullname" .) -}}
+{{- end -}}
+
+{{/*
+A secret value: the value given in values, else the one in the live Secret (so upgrades never
+regenerate it), else the generated one. (dict "root" $ "secret" NAME "key" KEY "value" GIVEN "generated" NEW)
+*/}}
+{{- define "agentforge.secretValue" -}}
+{{- $live := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- $liveValue := dig "data" .key "" ($live | default dict) -}}
+{{- if .value -}}
+{{- .value -}}
+{{- else if $liveValue -}}
+{{- $liveValue | b64dec -}}
+{{- else -}}
+{{- .generated -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Password of an external service: the value given, else the key of its existing Secret, read from
+the cluster. (list $ .Values.externalDatabase "externalDatabase")
+*/}}
+{{- define "agentforge.externalPassword" -}}
+{{- $root := index . 0 -}}
+{{- $ext := index . 1 -}}
+{{- $path := index . 2 -}}
+{{- if $ext.existingSecret -}}
+{{- $secret := lookup "v1" "Secret" $root.Release.Namespace $ext.existingSecret | default dict -}}
+{{- $value := dig "data" $ext.existingSecretPasswordKey "" $secret -}}
+{{- if not $value -}}
+{{- fail (printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or provide every URL with secrets.existingSecret (needed by `helm template`, which cannot read the cluster)." $path $ext.existingSecret $ext.existingSecretPasswordKey $root.Release.Namespace $path) -}}
+{{- end -}}
+{{- $value | b64dec -}}
+{{- else -}}
+{{- $ext.password -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Percent-encode a URL component (userinfo): urlquery encodes a space as "+", which userinfo reads literally. */}}
+{{- define "agentforge.urlEncode" -}}
+{{- urlquery . | replace "+" "%20" -}}
+{{- end -}}
+
+{{/* Host and port of the database the application uses, bundled or external, as YAML. */}}
+{{- define "agentforge.database" -}}
+{{- if .Values.postgresql.enabled -}}
+host: {{ include "agentforge.host" (list . "postgresql") }}
+port: {{ include "agentforge.port" "postgresql" }}
+database: {{ .Values.postgresql.auth.database }}
+{{- else -}}
+host: {{ required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host }}
+port: {{ .Values.externalDatabase.port }}
+database: {{ .Values.externalDatabase.database }}
+{{- end -}}
+{{- end -}}
+
+{{/* Host and port of the Redis the application uses, bundled or external, as YAML. */}}
+{{- define "agentforge.redis" -}}
+{{- if .Values.redis.enabled -}}
+host: {{ include "agentforge.host" (list . "redis") }}
+port: {{ include "agentforge.port" "redis" }}
+database: 0
+{{- else -}}
+host: {{ required "externalRedis.host is required when redis.enabled is false" .Values.externalRedis.host }}
+port: {{ .Values.externalRedis.port }}
+database: {{ .Values.externalRedis.database }}
+{{- end -}}
+{{- end -}}
+
+{{/* Pull secrets of every pod: global ones. */}}
+{{- define "agentforge.imagePullSecrets" -}}
+{{- with .Values.global.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Pod-level settings shared by every component: (list $ "component" .Values.<component>).
+Renders imagePullSecrets, securityContext and scheduling fields at the pod spec's indentation.
+*/}}
+{{- define "agentforge.podSettings" -}}
+{{- $root := index . 0 -}}
+{{- $values := index . 2 -}}
+{{- include "agentforge.imagePullSecrets" $root }}
+{{- with $values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+  - {{ toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" (include "agentforge.selectorLabels" (list $root (index $ 1)) | fromYaml)))) | nindent 4 | trim }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod template metadata of a component: (list $ "component" .Values.<component> EXTRA-ANNOTATIONS-DICT). */}}
+{{- define "agentforge.podMetadata" -}}
+{{- $root := index . 0 -}}
+{{- $values := index . 2 -}}
+{{- $annotations := merge (dict) ($values.podAnnotations | default dict) (index . 3) -}}
+labels:
+  {{- include "agentforge.labels" (list $root (index . 1)) | nindent 2 }}
+  {{- with $values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* checksum/config and checksum/secret annotations, so pods roll when their settings change. */}}
+{{- define "agentforge.configChecksums" -}}
+{{- $secret := ternary .Values.secrets.existingSecret (include (print .Template.BasePath "/app/secret.yaml") .) (ne .Values.secrets.existingSecret "") -}}
+{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" ($secret | sha256sum) | toYaml -}}
+{{- end -}}
+
+{{/* Environment of the backend, the data collector and the migration Job: ConfigMap and Secret. */}}
+{{- define "agentforge.appEnvFrom" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "agentforge.configMapName" . }}
+  - secretRef:
+      name: {{ include "agentforge.secretName" . }}
+{{- end -}}
+
+{{/* Container security context and resources: (.Values.<component>). */}}
+{{- define "agentforge.containerSettings" -}}
+{{- with .containerSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+PodDisruptionBudget of a component: (list $ "component" .Values.<component>.pdb REPLICAS).
+Refuses a minAvailable at or above the replica count: such a budget blocks every node drain.
+*/}}
+{{- define "agentforge.pdb" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $pdb := index . 2 -}}
+{{- $replicas := index . 3 | int -}}
+{{- if $pdb.enabled }}
+{{- if and (not (kindIs "string" $pdb.minAvailable)) (ge ($pdb.minAvailable | int) $replicas) }}
+{{- fail (printf "%s pdb.minAvailable (%d) must be below its replica count (%d): a budget that no eviction can satisfy blocks every node drain" $component ($pdb.minAvailable | int) $replicas) }}
+{{- end }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "agentforge.componentName" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+spec:
+  minAvailable: {{ $pdb.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "agentforge.selectorLabels" (list $root $component) | nindent 6 }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Builds the local control plane used by the end-to-end tests: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok and kwokctl.
+# Everything comes from the Go module proxy (the only source these machines reach),
+# pinned by scripts/versions.env and cached under .tools/<name>-<version>/, so a
+# second run only checks stamps and returns at once.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../versions.env
+source "$ROOT/scripts/versions.env"
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS/bin"
+
+# Static, reproducible binaries; -p=2 matches the 2-core machines (more only thrashes).
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false -p=2"
+
+link() { ln -sfn "$1" "$TOOLS/bin/$(basename "$1")"; }
+now() { date +%s; }
+
+# --- Kubernetes ----------------------------------------------------------------
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every k8s.io/*
+# staging module with ./staging/src/..., which the module zip lacks. A wrapper
+# module requires it and points each staging module at its published v0.NN.P tag.
+build_kubernetes() {
+  local v=$KUBERNETES_VERSION dir="$TOOLS/kubernetes-$KUBERNETES_VERSION"
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  if [[ ! -f $dir/.complete ]]; then
+    local staging="v0.${v#v1.}" src="$dir/src" t0 b
+    rm -rf "$dir" && mkdir -p "$src" "$dir/bin"
+    go mod download "k8s.io/kubernetes@$v"
+    local kmod
+    kmod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    {
+      printf 'module agentforge.local/kubebuild\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$v"
+      for m in $(awk '/=> \.\/staging\//{print $1}' "$kmod"); do
+        if [[ $m == k8s.io/sample-* ]]; then
+          # Example modules, required by kubernetes' tests only and not published
+          # for every patch release: an empty local stub satisfies the module graph.
+          mkdir -p "$src/stub/${m#k8s.io/}"
+          printf 'module %s\n' "$m" >"$src/stub/${m#k8s.io/}/go.mod"
+          printf '\t%s => ./stub/%s\n' "$m" "${m#k8s.io/}"
+        else
+          printf '\t%s => %s %s\n' "$m" "$m" "$staging"
+        fi
+      done
+      printf ')\n'
+    } >"$src/go.mod"
+    # The version the binaries report (kube-apiserver --version, /version, kubectl
+    # version); without it they say v0.0.0-master and clients misjudge features.
+    local ld="-s -w" k
+    for k in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $k.gitVersion=$v -X $k.gitMajor=1 -X $k.gitMinor=$(cut -d. -f2 <<<"$v")"
+      ld+=" -X $k.gitTreeState=clean -X $k.buildDate=1970-01-01T00:00:00Z"
+    done
+    for b in "${bins[@]}"; do
+      t0=$(now)
+      (cd "$src" && go build -mod=mod -ldflags "$ld" -o "$dir/bin/$b" "k8s.io/kubernetes/cmd/$b")
+      echo "built $b $v in $(($(now) - t0))s"
+    done
+    touch "$dir/.complete"
+  fi
+  for b in "${bins[@]}"; do link "$dir/bin/$b"; done
+}
+
+# --- etcd ----------------------------------------------------------------------
+# go.etcd.io/etcd/server/v3 holds the etcd main package but replaces its sibling
+# modules with ../ paths, so it too is built through a wrapper module.
+build_etcd() {
+  local v=$ETCD_VERSION dir="$TOOLS/etcd-$ETCD_VERSION"
+  if [[ ! -f $dir/.complete ]]; then
+    local t0; t0=$(now)
+    rm -rf "$dir" && mkdir -p "$dir/src"
+    printf 'module agentforge.local/etcdbuild\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$v" >"$dir/src/go.mod"
+    (cd "$dir/src" && go get "go.etcd.io/etcd/server/v3@$v" \
+      "go.etcd.io/etcd/api/v3@$v" "go.etcd.io/etcd/client/pkg/v3@$v" \
+      "go.etcd.io/etcd/client/v3@$v" "go.etcd.io/etcd/pkg/v3@$v" &&
+      go build -ldflags "-s -w" -o "$dir/etcd" go.etcd.io/etcd/server/v3)
+    touch "$dir/.complete"
+    echo "built etcd $v in $(($(now) - t0))s"
+  fi
+  link "$dir/etcd"
+}
+
+# --- kwok ----------------------------------------------------------------------
+# kwok's go.mod has no replace directives, so plain `go install` works.
+build_kwok() {
+  local v=$KWOK_VERSION dir="$TOOLS/kwok-$KWOK_VERSION"
+  if [[ ! -f $dir/.complete ]]; then
+    local t0; t0=$(now)
+    rm -rf "$dir" && mkdir -p "$dir"
+    GOBIN="$dir" go install -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" \
+      "sigs.k8s.io/kwok/cmd/kwok@$v" "sigs.k8s.io/kwok/cmd/kwokctl@$v"
+    # kwok's default Stages (node heartbeat, pod ready/delete), as shipped in the same
+    # module: cluster.sh passes them with its own, since kwokctl drops every default
+    # Stage as soon as one Stage is given.
+    local src
+    src=$(go mod download -json "sigs.k8s.io/kwok@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+    mkdir -p "$dir/stages"
+    cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
+      "$src"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      "$src"/kustomize/stage/pod/fast/pod-ready.yaml \
+      "$src"/kustomize/stage/pod/fast/pod-delete.yaml "$dir/stages/"
+    touch "$dir/.complete"
+    echo "built kwok+kwokctl $v in $(($(now) - t0))s"
+  fi
+  link "$dir/kwok"
+  link "$dir/kwokctl"
+}
+
+build_kubernetes
+build_etcd
+build_kwok

@@ -1,0 +1,189 @@
+"""Render harness: `helm template` the chart once per distinct input and validate every object.
+
+One helper, `render_chart`, runs helm with the values written to a temp file, raises RenderError
+carrying helm's stderr when the render fails, parses every document, and validates each object
+against the strict Kubernetes schemas of the oldest and newest Kubernetes version the chart supports.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "agentforge"
+TOOLS_BIN = ROOT / ".tools" / "bin"
+HELM = os.environ.get("HELM", str(TOOLS_BIN / "helm"))
+HELM3 = os.environ.get("HELM3", str(TOOLS_BIN / "helm3"))
+
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+# Oldest supported minor comes from Chart.yaml's kubeVersion; the newest is the newest schema set shipped
+# by kubernetes-validate.
+MIN_KUBE = re.search(r">=\s*(\d+\.\d+)", CHART_META["kubeVersion"]).group(1) + ".0"
+MAX_KUBE = "1.37.0"
+KUBE_VERSIONS = [f"1.{minor}.0" for minor in range(int(MIN_KUBE.split(".")[1]), 38)]
+
+# Kinds defined by CRDs: kubernetes-validate has no schema for them; their own tests validate them.
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "HTTPRoute"}
+
+
+class RenderError(RuntimeError):
+    """helm failed; the message carries helm's stderr."""
+
+    def __init__(self, cmd: list[str], stderr: str):
+        super().__init__(f"{' '.join(cmd)} failed:\n{stderr}")
+        self.stderr = stderr
+
+
+class Manifests(list):
+    """The parsed objects of one render, with small look-ups."""
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [o for o in self if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict:
+        for obj in self:
+            if obj["kind"] == kind and obj["metadata"]["name"] == name:
+                return obj
+        raise KeyError(f"no {kind}/{name} in render; have {sorted(self.inventory())}")
+
+    def find(self, kind: str, name: str) -> dict | None:
+        try:
+            return self.get(kind, name)
+        except KeyError:
+            return None
+
+    def inventory(self) -> set[tuple[str, str]]:
+        return {(o["kind"], o["metadata"]["name"]) for o in self}
+
+
+def helm(*args: str, binary: str = HELM, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [binary, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RenderError(cmd, proc.stderr)
+    return proc
+
+
+def validate_object(obj: dict, kube_version: str) -> None:
+    """Strict schema validation (unknown fields are errors) of one object."""
+    kubernetes_validate.validate(obj, kube_version, strict=True)
+
+
+@functools.cache
+def _render(values_json: str, name: str, namespace: str, kube_version: str,
+            show_only: tuple[str, ...], binary: str, validate: bool) -> tuple[dict, ...]:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(values_json)  # JSON is YAML
+        values_file = f.name
+    try:
+        args = ["template", name, str(CHART), "--namespace", namespace,
+                "--kube-version", kube_version, "--values", values_file]
+        for template in show_only:
+            args += ["--show-only", template]
+        out = helm(*args, binary=binary).stdout
+    finally:
+        os.unlink(values_file)
+    docs = tuple(d for d in yaml.safe_load_all(out) if d)
+    if validate:
+        for obj in docs:
+            if obj["kind"] in CRD_KINDS:
+                continue
+            for version in {MIN_KUBE, MAX_KUBE}:
+                validate_object(obj, version)
+    return docs
+
+
+def render_chart(values: dict | None = None, *, name: str = "agentforge", namespace: str = "agentforge",
+                 kube_version: str = MAX_KUBE, show_only: Iterable[str] = (), helm_binary: str = HELM,
+                 validate: bool = True) -> Manifests:
+    """Render the chart and return its objects (a fresh copy: tests may mutate it)."""
+    docs = _render(json.dumps(values or {}, sort_keys=True), name, namespace, kube_version,
+                   tuple(show_only), helm_binary, validate)
+    return Manifests(json.loads(json.dumps(docs)))
+
+
+def render_error(values: dict, **kwargs: Any) -> str:
+    """Render values that must fail and return helm's stderr."""
+    try:
+        render_chart(values, validate=False, **kwargs)
+    except RenderError as err:
+        return err.stderr
+    raise AssertionError(f"render with {values} succeeded; it should have failed")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def pod_spec(obj: dict) -> dict:
+    """The pod spec of a workload (Deployment, StatefulSet, Job) or Pod."""
+    if obj["kind"] == "Pod":
+        return obj["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def container(obj: dict, name: str) -> dict:
+    spec = pod_spec(obj)
+    for c in spec.get("containers", []) + spec.get("initContainers", []):
+        if c["name"] == name:
+            return c
+    raise KeyError(f"no container {name} in {obj['kind']}/{obj['metadata']['name']}")
+
+
+def env_of(c: dict) -> dict[str, dict]:
+    """A container's env as {NAME: EnvVar}."""
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def component_name(component: str, release: str = "agentforge") -> str:
+    return f"{release}-{component}" if "agentforge" in release else f"{release}-agentforge-{component}"
+
+
+SECRET_ENV_NAMES = ("SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "DATABASE_URL",
+                "REDIS_URL", "GF_SECURITY_ADMIN_PASSWORD", "REDISCLI_AUTH")
+
+
+def env_sources(objects: Manifests, workload: dict, container_name: str) -> dict[str, tuple[str, str, str]]:
+    """{ENV: (source kind, object name, key)} for every variable the container receives.
+
+    Kinds: "Secret", "ConfigMap" (by key or envFrom) or "literal". envFrom of an object outside the render
+    (an existing Secret) maps to its name with key "*".
+    """
+    spec = pod_spec(workload)
+    c = next(c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == container_name)
+    out: dict[str, tuple[str, str, str]] = {}
+    for src in c.get("envFrom", []):
+        for kind, ref in (("Secret", "secretRef"), ("ConfigMap", "configMapRef")):
+            if ref not in src:
+                continue
+            name = src[ref]["name"]
+            obj = objects.find(kind, name)
+            keys = (obj.get("data") or {}) | (obj.get("stringData") or {}) if obj else {}
+            for key in keys:
+                out[src.get("prefix", "") + key] = (kind, name, key)
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {})
+        if "secretKeyRef" in ref:
+            out[e["name"]] = ("Secret", ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+        elif "configMapKeyRef" in ref:
+            out[e["name"]] = ("ConfigMap", ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"])
+        else:
+            out[e["name"]] = ("literal", "", e.get("value", ""))
+    return out

@@ -1,0 +1,131 @@
+"""Backend tier: one uvicorn worker, a command the real image accepts, probes, HPA, PDB."""
+
+import pytest
+
+from chart import container, pod_spec, render_chart, render_error
+
+BACKEND = "agentforge-backend"
+
+
+def backend_command(objects):
+    return container(objects.get("Deployment", BACKEND), "backend")["command"]
+
+
+def flag(command, name):
+    """Value of `--name=value` in a command line (None when absent)."""
+    values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"--{name}=")]
+    assert len(values) <= 1, f"--{name} given {len(values)} times: {command}"
+    return values[0] if values else None
+
+
+class TestServerCommand:
+    def test_exactly_one_worker(self, default_render):
+        command = backend_command(default_render)
+        assert command[0] == "uvicorn"
+        assert flag(command, "workers") == "1"
+
+    def test_no_gunicorn_and_frame_limit_kept(self, default_render):
+        command = backend_command(default_render)
+        assert not any("gunicorn" in arg for arg in command), "gunicorn rejects --ws-max-size"
+        assert flag(command, "ws-max-size") == "1048576"
+
+    def test_no_worker_recycling(self, default_render):
+        command = backend_command(default_render)
+        assert not any(arg.startswith(("--limit-max-requests", "--max-requests")) for arg in command)
+
+    def test_proxy_headers_trusted_and_proxy_count_set(self, default_render):
+        command = backend_command(default_render)
+        assert "--proxy-headers" in command
+        assert flag(command, "forwarded-allow-ips") == "*"
+        config = default_render.get("ConfigMap", "agentforge-config")["data"]
+        assert config["TRUSTED_PROXY_COUNT"] == "1"
+
+    def test_module_port_and_layout(self, default_render):
+        deployment = default_render.get("Deployment", BACKEND)
+        c = container(deployment, "backend")
+        assert c["command"][1] == "backend.gateway.main:app"
+        assert flag(c["command"], "port") == "8000"
+        assert c["workingDir"] == "/app"
+        assert {"name": "PYTHONPATH", "value": "/app"} in c["env"]
+        assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+
+    def test_module_and_extra_args_are_values(self):
+        objects = render_chart({"backend": {"server": {"module": "app.main:app", "extraArgs": ["--log-level=debug"]}}})
+        command = backend_command(objects)
+        assert command[1] == "app.main:app"
+        assert command[-1] == "--log-level=debug"
+
+    @pytest.mark.parametrize("workers", [0, 2, 4, "1"])
+    def test_worker_count_other_than_one_rejected(self, workers):
+        stderr = render_error({"backend": {"server": {"workers": workers}}})
+        assert "workers" in stderr
+
+
+class TestProbesAndShutdown:
+    @pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
+    def test_probe_on_health_path(self, default_render, probe):
+        c = container(default_render.get("Deployment", BACKEND), "backend")
+        assert c[probe]["httpGet"] == {"path": "/api/v1/health", "port": "http"}
+
+    def test_graceful_shutdown_covers_websocket_drain(self, default_render):
+        deployment = default_render.get("Deployment", BACKEND)
+        spec = pod_spec(deployment)
+        c = container(deployment, "backend")
+        pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        drain = int(flag(c["command"], "timeout-graceful-shutdown"))
+        assert pre_stop > 0 and drain >= 30
+        assert spec["terminationGracePeriodSeconds"] > pre_stop + drain
+
+
+class TestAutoscaling:
+    def test_hpa_targets_deployment_cpu_70_2_to_5(self, default_render):
+        hpa = default_render.get("HorizontalPodAutoscaler", BACKEND)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": BACKEND}
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+
+    def test_deployment_leaves_replicas_to_hpa(self, default_render):
+        assert "replicas" not in default_render.get("Deployment", BACKEND)["spec"]
+
+    def test_replicas_set_when_hpa_off(self):
+        objects = render_chart({"backend": {"autoscaling": {"enabled": False}, "replicaCount": 3}})
+        assert objects.get("Deployment", BACKEND)["spec"]["replicas"] == 3
+        assert objects.find("HorizontalPodAutoscaler", BACKEND) is None
+
+    def test_min_above_max_rejected(self):
+        stderr = render_error({"backend": {"autoscaling": {"minReplicas": 6, "maxReplicas": 5}}})
+        assert "backend.autoscaling.minReplicas" in stderr
+
+
+class TestDisruptionBudget:
+    def test_pdb_min_available_one_selects_backend_pods(self, default_render):
+        pdb = default_render.get("PodDisruptionBudget", BACKEND)
+        assert pdb["spec"]["minAvailable"] == 1
+        pod_labels = default_render.get("Deployment", BACKEND)["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+    def test_pdb_at_replica_count_rejected(self):
+        stderr = render_error({"backend": {"autoscaling": {"enabled": False}, "replicaCount": 1}})
+        assert "backend pdb.minAvailable (1) must be below its replica count (1)" in stderr
+
+    def test_pdb_can_be_disabled(self):
+        objects = render_chart({"backend": {"pdb": {"enabled": False}}})
+        assert objects.find("PodDisruptionBudget", BACKEND) is None
+
+
+class TestServiceAndAccount:
+    def test_service_port_8000_selects_backend_pods(self, default_render):
+        service = default_render.get("Service", BACKEND)
+        assert service["spec"]["ports"][0]["port"] == 8000
+        pod_labels = default_render.get("Deployment", BACKEND)["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+
+    def test_service_account_without_token(self, default_render):
+        sa = default_render.get("ServiceAccount", BACKEND)
+        assert sa["automountServiceAccountToken"] is False
+        spec = pod_spec(default_render.get("Deployment", BACKEND))
+        assert spec["serviceAccountName"] == BACKEND
+        assert spec["automountServiceAccountToken"] is False

@@ -1,0 +1,94 @@
+"""The migration Job: a Helm hook that never deadlocks an install, and whose pods no backend object selects."""
+
+import pytest
+
+from chart import container, pod_spec, render_chart
+
+JOB = "agentforge-migrate"
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return selector.items() <= labels.items()
+
+
+class TestHook:
+    def test_hook_annotations(self, default_render):
+        annotations = default_render.get("Job", JOB)["metadata"]["annotations"]
+        phases = set(annotations["helm.sh/hook"].split(","))
+        assert "pre-upgrade" in phases
+        # Never pre-install: the bundled database is created by the release itself.
+        assert phases == {"post-install", "pre-upgrade"}
+        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"].split(",")
+
+    def test_job_bounds(self, default_render):
+        spec = default_render.get("Job", JOB)["spec"]
+        assert spec["backoffLimit"] == 3
+        assert spec["activeDeadlineSeconds"] == 900
+        assert spec["ttlSecondsAfterFinished"] == 3600
+        assert pod_spec(default_render.get("Job", JOB))["restartPolicy"] == "Never"
+
+    def test_runs_alembic_in_backend_dir_with_backend_image(self, default_render):
+        job = default_render.get("Job", JOB)
+        migrate = container(job, "migrate")
+        assert migrate["command"] == ["alembic", "upgrade", "head"]
+        assert migrate["workingDir"] == "/app/backend"
+        backend = container(default_render.get("Deployment", "agentforge-backend"), "backend")
+        assert migrate["image"] == backend["image"]
+        assert migrate["envFrom"] == backend["envFrom"][:2]
+
+    def test_waits_for_bundled_postgres_first(self, default_render):
+        wait = pod_spec(default_render.get("Job", JOB))["initContainers"][0]
+        assert "pg_isready" in wait["command"][-1]
+        env = {e["name"]: e["value"] for e in wait["env"]}
+        assert env == {"DB_HOST": "agentforge-postgresql.agentforge.svc.cluster.local", "DB_PORT": "5432"}
+
+    def test_waits_for_external_database(self):
+        objects = render_chart({"postgresql": {"enabled": False},
+                                "externalDatabase": {"host": "db.example.net", "port": 6432, "password": "pw"}})
+        wait = pod_spec(objects.get("Job", JOB))["initContainers"][0]
+        assert {e["name"]: e["value"] for e in wait["env"]} == {"DB_HOST": "db.example.net", "DB_PORT": "6432"}
+
+
+class TestNotSelectedByBackend:
+    def test_pods_have_their_own_component(self, default_render):
+        labels = default_render.get("Job", JOB)["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "migrations"
+
+    @pytest.mark.parametrize("kind,path", [
+        ("Service", ("spec", "selector")),
+        ("PodDisruptionBudget", ("spec", "selector", "matchLabels")),
+        ("Deployment", ("spec", "selector", "matchLabels")),
+    ])
+    def test_backend_selectors_miss_migration_pods(self, default_render, kind, path):
+        labels = default_render.get("Job", JOB)["spec"]["template"]["metadata"]["labels"]
+        selector = default_render.get(kind, "agentforge-backend")
+        for key in path:
+            selector = selector[key]
+        assert selector, "empty selector would select everything"
+        assert not selects(selector, labels)
+
+    def test_hpa_scales_only_the_backend_deployment(self, default_render):
+        hpa = default_render.get("HorizontalPodAutoscaler", "agentforge-backend")
+        target = hpa["spec"]["scaleTargetRef"]
+        deployment = default_render.get(target["kind"], target["name"])
+        job_labels = default_render.get("Job", JOB)["spec"]["template"]["metadata"]["labels"]
+        assert not selects(deployment["spec"]["selector"]["matchLabels"], job_labels)
+
+
+class TestPlainJob:
+    def test_plain_job_has_no_hook_and_a_content_name(self):
+        objects = render_chart({"migrations": {"useHelmHooks": False}})
+        (job,) = objects.of_kind("Job")
+        assert "annotations" not in job["metadata"]
+        assert job["metadata"]["name"].startswith(JOB + "-")
+
+    def test_plain_job_name_changes_with_image(self):
+        def job_name(tag):
+            values = {"migrations": {"useHelmHooks": False}, "backend": {"image": {"tag": tag}}}
+            return render_chart(values).of_kind("Job")[0]["metadata"]["name"]
+
+        assert job_name("1.0.0") != job_name("1.0.1")
+        assert job_name("1.0.0") == job_name("1.0.0")
+
+    def test_disabled(self):
+        assert render_chart({"migrations": {"enabled": False}}).of_kind("Job") == []
