@@ -187,3 +187,9 @@ def env_sources(objects: Manifests, workload: dict, container_name: str) -> dict
         else:
             out[e["name"]] = ("literal", "", e.get("value", ""))
     return out
+
+
+# The values scenarios every cross-cutting test runs: the default install and each file in the chart's ci/.
+SCENARIO_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
+SCENARIOS = {"default": {}} | {p.name.removesuffix("-values.yaml"): yaml.safe_load(p.read_text()) or {}
+                               for p in SCENARIO_FILES}

@@ -1,0 +1,91 @@
+"""The values contract: the schema documents every key, refuses bad input by name, accepts every scenario."""
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from chart import CHART, SCENARIO_FILES, helm
+
+INVALID = sorted((Path(__file__).parent / "invalid-values").glob("*.yaml"))
+SCENARIOS = SCENARIO_FILES
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def expected_message(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <text naming the key>'"
+    return first.removeprefix("# expect: ")
+
+
+def closed(schema):
+    """A copy of the schema with additionalProperties false on every object that lists properties."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def test_closed_schema_accepts_values_yaml():
+    """No key of values.yaml goes undocumented: a schema closed everywhere still accepts it."""
+    jsonschema.validate(VALUES, closed(SCHEMA), cls=jsonschema.Draft202012Validator)
+
+
+def test_closed_schema_catches_an_undocumented_key():
+    values = copy.deepcopy(VALUES)
+    values["backend"]["server"]["undocumented"] = True
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, closed(SCHEMA), cls=jsonschema.Draft202012Validator)
+
+
+def test_every_property_has_a_description():
+    missing = []
+
+    def walk(node, path):
+        for key, child in node.get("properties", {}).items():
+            if "description" not in child and "$ref" not in child:
+                missing.append(".".join([*path, key]))
+            walk(child, [*path, key])
+
+    walk(SCHEMA, [])
+    assert missing == []
+
+
+def test_schema_is_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_enough_invalid_cases():
+    assert len(INVALID) >= 30
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+@pytest.mark.parametrize("command", ["template", "install --dry-run=client"])
+def test_invalid_values_rejected_naming_the_key(path, command):
+    proc = helm(*command.split(), "invalid", str(CHART), "--values", str(path), check=False)
+    assert proc.returncode != 0, f"{path.name} was accepted by helm {command}"
+    assert expected_message(path) in proc.stderr, proc.stderr
+
+
+def test_scenarios_exist():
+    assert len(SCENARIOS) >= 4, [p.name for p in SCENARIOS]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_accepted(path):
+    proc = helm("template", "scenario", str(CHART), "--values", str(path), check=False)
+    assert proc.returncode == 0, proc.stderr
