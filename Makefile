@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 CHART := charts/agentforge
 
-.PHONY: help tools test test-render test-e2e lint docs docs-check demo demo-down bench clean
+.PHONY: help tools test test-render test-e2e lint docs docs-check demo demo-down bench package publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,15 @@ docs: ## Regenerate values.schema.json and the README parameter table from value
 
 docs-check: ## Fail when values.schema.json or the parameter table is stale
 	python3 scripts/gen_docs.py --check
+
+bench: tools ## Print helm template timings beside a scaffold chart, and the render tier's wall time
+	$(PY) scripts/bench.py
+
+package: tools ## Package the chart into dist/; SIGN_KEY=<gpg key> KEYRING=<secring.gpg> signs it (.prov) and verifies
+	bash scripts/package.sh
+
+publish: tools ## Lint, package (signed with SIGN_KEY) and push to REGISTRY=oci://host/path; refuses a published or lower version
+	bash ci/release.sh
 
 clean: ## Remove installed tools and caches
 	rm -rf .tools .venv .pytest_cache

@@ -23,6 +23,29 @@ go_tool() {
   ln -sfn "$dir/$(basename "$pkg")" "$BIN/$name"
 }
 
+# go_module_tool NAME MODULE VERSION PACKAGE [LDFLAGS]: for modules whose go.mod has replace directives,
+# which `go install pkg@version` refuses (prometheus): build PACKAGE inside the module's own source,
+# fetched from the module proxy, so its replace directives apply. GOWORK=off: its go.work lists
+# folders the module zip leaves out.
+go_module_tool() {
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-}
+  local dir="$TOOLS/$name-$version" src
+  if [[ ! -x "$dir/$name" ]]; then
+    log "building $name $version (go build $pkg in $module@$version)"
+    src="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    mkdir -p "$dir"
+    (cd "$src" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$name" "$pkg")
+  fi
+  ln -sfn "$dir/$name" "$BIN/$name"
+}
+
+# Prometheus' Go module version v0.MMM.P is release M.MM.P (v0.311.3 is 3.11.3).
+prometheus_release() {
+  local minor=${PROMETHEUS_VERSION#v0.}
+  minor=${minor%%.*}
+  printf '%d.%d.%s' $((minor / 100)) $((minor % 100)) "${PROMETHEUS_VERSION##*.}"
+}
+
 python_env() {
   local venv="$ROOT/.venv" stamp="$ROOT/.venv/.installed"
   local want
@@ -51,6 +74,11 @@ main() {
     "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
   go_tool helm3 "$HELM3_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+  go_module_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" ./cmd/promtool \
+    "-s -w -X github.com/prometheus/common/version.Version=$(prometheus_release)"
+  # The OCI registry (CNCF distribution) that `make publish` and tests/test_distribution.py push charts to.
+  go_tool registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry \
+    "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
   python_env
   checkov_env
   log "ready: $("$BIN/helm" version --short), helm3 $("$BIN/helm3" version --short)"

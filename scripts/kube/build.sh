@@ -7,7 +7,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# shellcheck source=../versions.env
+# Pinned versions: KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION.
+# shellcheck source=/dev/null
 source "$ROOT/scripts/versions.env"
 TOOLS="$ROOT/.tools"
 mkdir -p "$TOOLS/bin"
@@ -33,7 +34,7 @@ build_kubernetes() {
     kmod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
     {
       printf 'module agentforge.local/kubebuild\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$v"
-      for m in $(awk '/=> \.\/staging\//{print $1}' "$kmod"); do
+      awk '/=> \.\/staging\//{print $1}' "$kmod" | while read -r m; do
         if [[ $m == k8s.io/sample-* ]]; then
           # Example modules, required by kubernetes' tests only and not published
           # for every patch release: an empty local stub satisfies the module graph.

@@ -11,7 +11,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/scripts/kube"
-# shellcheck source=../versions.env
+# Pinned versions: KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION.
+# shellcheck source=/dev/null
 source "$ROOT/scripts/versions.env"
 NAME=agentforge
 STATE="$ROOT/.cluster"            # git-ignored; everything the cluster writes stays here
@@ -27,6 +28,9 @@ PV_COUNT=${AGENTFORGE_PV_COUNT:-24}
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^KWOK_' || true)
 export KWOK_WORKDIR="$STATE/kwok"
 
+# kubectl (ours, and the one kwokctl runs for health checks) caches in ~/.kube/cache
+# unless told otherwise.
+export KUBECACHEDIR="$STATE/kube-cache"
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 kwokctl() { "$KWOK_DIR/kwokctl" --name "$NAME" "$@"; }
 
@@ -40,6 +44,16 @@ down() {
   if [[ -x $KWOK_DIR/kwokctl && -d $KWOK_WORKDIR/clusters/$NAME ]]; then
     kwokctl delete cluster --kubeconfig "$KUBECONFIG_OUT" >/dev/null 2>&1 || true
   fi
+  # Fallback if kwokctl is missing or failed: stop the processes it recorded, each
+  # only if its pid still runs one of this cluster's binaries.
+  local f pid
+  for f in "$KWOK_WORKDIR/clusters/$NAME"/pids/*.pid; do
+    [[ -f $f ]] || continue
+    pid=$(<"$f")
+    if [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == "$KWOK_WORKDIR/clusters/$NAME/bin/"* ]]; then
+      kill "$pid"
+    fi
+  done
   rm -rf "$STATE"
 }
 
