@@ -9,8 +9,15 @@ CHART := charts/agentforge
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-tools: ## Install the pinned toolchain (helm v4, helm v3, Python deps, checkov)
+tools: ## Install the pinned toolchain: helm v4 and v3, promtool, registry, checkov, Python deps, test servers, the local control plane
 	bash scripts/install-tools.sh
+	bash scripts/kube/build.sh
+
+demo: tools ## Start the local Kubernetes API server, helm install the chart on it, show the release
+	bash scripts/demo.sh
+
+demo-down: ## Stop the local cluster and delete its state
+	bash scripts/kube/cluster.sh down
 
 test: tools ## Run every test: lint, generated-docs check, render tests, real-server and cluster tests
 	bash ci/test.sh

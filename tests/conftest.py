@@ -14,3 +14,26 @@ def pytest_configure(config):
 def default_render():
     """The default install, rendered once per session (tests get a fresh copy from render_chart)."""
     return render_chart()
+
+
+@pytest.fixture(scope="session")
+def kube_config():
+    """Overrides pytest-helm-charts' fixture: KUBECONFIG when set, else the local kwok cluster."""
+    from cluster import kubeconfig
+
+    return kubeconfig()
+
+
+@pytest.fixture(scope="session")
+def cli(kube_config):
+    from cluster import Cli
+
+    return Cli(kube_config)
+
+
+@pytest.fixture(scope="session")
+def k8s(kube_config):
+    """The official kubernetes client, bound to the test cluster."""
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(config_file=kube_config))

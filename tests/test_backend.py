@@ -109,7 +109,7 @@ class TestDisruptionBudget:
 
     def test_pdb_at_replica_count_rejected(self):
         stderr = render_error({"backend": {"autoscaling": {"enabled": False}, "replicaCount": 1}})
-        assert "backend pdb.minAvailable (1) must be below its replica count (1)" in stderr
+        assert "backend.pdb.minAvailable (1) must be below the backend replica count (1)" in stderr
 
     def test_pdb_can_be_disabled(self):
         objects = render_chart({"backend": {"pdb": {"enabled": False}}})

@@ -15,6 +15,47 @@ DEFAULT_INVENTORY = {
     ("HorizontalPodAutoscaler", "agentforge-backend"),
     ("PodDisruptionBudget", "agentforge-backend"),
     ("Job", "agentforge-migrate"),
+    # Frontend and data collector (the collector's PDB is off by default: one replica).
+    ("ServiceAccount", "agentforge-frontend"),
+    ("Deployment", "agentforge-frontend"),
+    ("Service", "agentforge-frontend"),
+    ("PodDisruptionBudget", "agentforge-frontend"),
+    ("ServiceAccount", "agentforge-data-collector"),
+    ("Deployment", "agentforge-data-collector"),
+    ("Service", "agentforge-data-collector"),
+    # Data tier.
+    ("StatefulSet", "agentforge-postgresql"),
+    ("Service", "agentforge-postgresql"),
+    ("StatefulSet", "agentforge-redis"),
+    ("Service", "agentforge-redis"),
+    ("ConfigMap", "agentforge-redis"),
+    # Edge and isolation: two Ingresses (the backend's carries the WebSocket settings), default-deny plus one
+    # NetworkPolicy per reachable component.
+    ("Ingress", "agentforge-frontend"),
+    ("Ingress", "agentforge-backend"),
+    ("NetworkPolicy", "agentforge-default-deny"),
+    ("NetworkPolicy", "agentforge-frontend"),
+    ("NetworkPolicy", "agentforge-backend"),
+    ("NetworkPolicy", "agentforge-data-collector"),
+    ("NetworkPolicy", "agentforge-postgresql"),
+    ("NetworkPolicy", "agentforge-redis"),
+    # Monitoring (monitoring.enabled): Prometheus with pod discovery (a namespaced Role), Grafana with its admin
+    # Secret, provisioning and the dashboard in a ConfigMap of its own; both claims are plain PVCs kept on uninstall.
+    ("ServiceAccount", "agentforge-prometheus"),
+    ("Role", "agentforge-prometheus"),
+    ("RoleBinding", "agentforge-prometheus"),
+    ("ConfigMap", "agentforge-prometheus"),
+    ("PersistentVolumeClaim", "agentforge-prometheus"),
+    ("Deployment", "agentforge-prometheus"),
+    ("Service", "agentforge-prometheus"),
+    ("NetworkPolicy", "agentforge-prometheus"),
+    ("ServiceAccount", "agentforge-grafana"),
+    ("Secret", "agentforge-grafana"),
+    ("ConfigMap", "agentforge-grafana"),
+    ("ConfigMap", "agentforge-grafana-dashboards"),
+    ("PersistentVolumeClaim", "agentforge-grafana"),
+    ("Deployment", "agentforge-grafana"),
+    ("Service", "agentforge-grafana"),
 }
 
 

@@ -112,8 +112,9 @@ class TestExistingSecret:
     def objects(cls):
         return render_chart({"secrets": {"existingSecret": "my-app-secrets"}})
 
-    def test_no_secret_rendered(self, objects):
-        assert objects.of_kind("Secret") == []
+    def test_no_app_secret_rendered(self, objects):
+        assert objects.find("Secret", SECRET) is None
+        assert all("SECRET_KEY" not in s.get("data", {}) for s in objects.of_kind("Secret"))
 
     def test_pods_read_the_existing_secret(self, objects):
         backend = objects.get("Deployment", "agentforge-backend")

@@ -96,6 +96,8 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{/*
 A secret value: the value given in values, else the one in the live Secret (so upgrades never
 regenerate it), else the generated one. (dict "root" $ "secret" NAME "key" KEY "value" GIVEN "generated" NEW)
+A generated value is remembered for the rest of the render, so the Secret and the checksum
+annotations computed from it (which render the Secret again) see the same value.
 */}}
 {{- define "agentforge.secretValue" -}}
 {{- $live := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
@@ -105,7 +107,15 @@ regenerate it), else the generated one. (dict "root" $ "secret" NAME "key" KEY "
 {{- else if $liveValue -}}
 {{- $liveValue | b64dec -}}
 {{- else -}}
-{{- .generated -}}
+{{- if not (hasKey .root.Values "_generatedSecrets") -}}
+{{- $_ := set .root.Values "_generatedSecrets" dict -}}
+{{- end -}}
+{{- $generated := index .root.Values "_generatedSecrets" -}}
+{{- $id := printf "%s/%s" .secret .key -}}
+{{- if not (hasKey $generated $id) -}}
+{{- $_ := set $generated $id .generated -}}
+{{- end -}}
+{{- index $generated $id -}}
 {{- end -}}
 {{- end -}}
 
@@ -256,7 +266,7 @@ Refuses a minAvailable at or above the replica count: such a budget blocks every
 {{- $replicas := index . 3 | int -}}
 {{- if $pdb.enabled }}
 {{- if and (not (kindIs "string" $pdb.minAvailable)) (ge ($pdb.minAvailable | int) $replicas) }}
-{{- fail (printf "%s pdb.minAvailable (%d) must be below its replica count (%d): a budget that no eviction can satisfy blocks every node drain" $component ($pdb.minAvailable | int) $replicas) }}
+{{- fail (printf "%s.pdb.minAvailable (%d) must be below the %s replica count (%d): a budget that no eviction can satisfy blocks every node drain" ($component | replace "-" "_" | camelcase | untitle) ($pdb.minAvailable | int) $component $replicas) }}
 {{- end }}
 apiVersion: policy/v1
 kind: PodDisruptionBudget

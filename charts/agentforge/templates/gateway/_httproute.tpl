@@ -1,0 +1,52 @@
+{{/*
+An HTTPRoute of the chart: (list $ "component" RULES). Routes attach to the Gateway named in httpRoute.parentRef;
+its listener must admit routes from the release's namespace.
+*/}}
+{{- define "agentforge.httpRoute" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $route := $root.Values.httpRoute -}}
+{{- $parent := $route.parentRef -}}
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {{ include "agentforge.componentName" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+  {{- with $route.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  parentRefs:
+    - name: {{ required "httpRoute.parentRef.name is required when httpRoute.enabled is true: name the Gateway the routes attach to" $parent.name | quote }}
+      {{- with $parent.namespace }}
+      namespace: {{ . }}
+      {{- end }}
+      {{- with $parent.sectionName }}
+      sectionName: {{ . }}
+      {{- end }}
+  {{- with $route.hostnames }}
+  hostnames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  rules:
+    {{- index . 2 | toYaml | nindent 4 }}
+{{- end -}}
+
+{{/* A rule's backendRefs: (list $ "component"), the component's Service on its port. */}}
+{{- define "agentforge.httpRoute.backendRefs" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- list (dict "name" (include "agentforge.componentName" (list $root $component)) "port" (include "agentforge.port" $component | int)) | toYaml -}}
+{{- end -}}
+
+{{/* PathPrefix matches of the given paths. */}}
+{{- define "agentforge.httpRoute.matches" -}}
+{{- $matches := list -}}
+{{- range . -}}
+{{- $matches = append $matches (dict "path" (dict "type" "PathPrefix" "value" .)) -}}
+{{- end -}}
+{{- toYaml $matches -}}
+{{- end -}}

@@ -1,0 +1,25 @@
+{{/*
+A StatefulSet's data claim template, shared by PostgreSQL and Redis: (list $ "component" .Values.<component>.persistence).
+Its labels are the selector labels only: volumeClaimTemplates cannot change after creation, so a label that
+moves with the chart version would make every upgrade fail.
+*/}}
+{{- define "agentforge.claimTemplate" -}}
+{{- $root := index . 0 -}}
+{{- $persistence := index . 2 -}}
+- metadata:
+    name: data
+    labels:
+      {{- include "agentforge.selectorLabels" (list $root (index . 1)) | nindent 6 }}
+  spec:
+    accessModes:
+      {{- toYaml $persistence.accessModes | nindent 6 }}
+    {{- /* Empty: leave the field out so the cluster's default class applies; "-": no class at all. */}}
+    {{- if eq $persistence.storageClass "-" }}
+    storageClassName: ""
+    {{- else if $persistence.storageClass }}
+    storageClassName: {{ $persistence.storageClass | quote }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ $persistence.size | quote }}
+{{- end -}}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real PostgreSQL and Redis servers that tests/test_real_servers.py starts on 127.0.0.1
+# (Debian's packages). Idempotent: does nothing when both are already there. The tests start their own
+# servers on free ports in temp dirs; the packages' own services are not needed and are not started.
+set -euo pipefail
+
+log() { printf '[install-test-servers] %s\n' "$*" >&2; }
+
+have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null; }
+have_redis() { command -v redis-server >/dev/null && command -v redis-cli >/dev/null; }
+
+packages=()
+have_postgres || packages+=(postgresql)
+have_redis || packages+=(redis-server)
+if ((${#packages[@]} == 0)); then
+  log "PostgreSQL and Redis already installed"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { log "need root (or sudo) to install: ${packages[*]}"; exit 1; }
+  sudo=(sudo)
+fi
+log "installing ${packages[*]}"
+# RUNLEVEL=1: invoke-rc.d then leaves the packages' services stopped.
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+have_postgres && have_redis || { log "installation did not provide initdb and redis-server"; exit 1; }
+log "ready: $(redis-server --version | cut -d' ' -f1-3), PostgreSQL $(ls /usr/lib/postgresql | sort -V | tail -1)"

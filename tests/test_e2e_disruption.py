@@ -1,0 +1,70 @@
+"""End to end: a node drain through the eviction API cannot take the backend or frontend below its PDB."""
+
+import pytest
+from kubernetes.client import V1DeleteOptions, V1Eviction, V1ObjectMeta
+from kubernetes.client.exceptions import ApiException
+
+from cluster import RESTRICTED, wait_for
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "af-e2e-disruption"
+RELEASE = "agentforge"
+# The release's pods may run only on nodes carrying this label; taking it off a node stands in for a cordon
+# that touches no other test's pods.
+NODE_LABEL = "agentforge-e2e/disruption"
+COMPONENTS = ("backend", "frontend")
+
+
+def ready_pods(k8s, component):
+    pods = k8s.list_namespaced_pod(NAMESPACE, label_selector=f"app.kubernetes.io/component={component}").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None and p.status.phase == "Running"
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+
+
+def label_nodes(cli, on: bool):
+    nodes = [n["metadata"]["name"] for n in cli.get("", "nodes")["items"]]
+    cli.kubectl("label", "nodes", *nodes, f"{NODE_LABEL}=yes" if on else f"{NODE_LABEL}-", "--overwrite")
+
+
+@pytest.fixture(scope="module")
+def installed(cli, k8s):
+    cli.create_namespace(NAMESPACE, RESTRICTED)
+    label_nodes(cli, True)
+    selector = [f"--set-string={c}.nodeSelector.{NODE_LABEL.replace('.', chr(92) + '.')}=yes" for c in COMPONENTS]
+    cli.install(RELEASE, NAMESPACE, *selector)
+    for component in COMPONENTS:  # the HPA raises the backend to its minimum of 2 after the install
+        wait_for(lambda c=component: len(ready_pods(k8s, c)) == 2, what=f"2 ready {component} pods")
+    yield
+    label_nodes(cli, True)
+    cli.cleanup(NAMESPACE, RELEASE)
+
+
+def evict(k8s, pod):
+    body = V1Eviction(metadata=V1ObjectMeta(name=pod.metadata.name, namespace=NAMESPACE),
+                      delete_options=V1DeleteOptions(grace_period_seconds=0))
+    k8s.create_namespaced_pod_eviction(pod.metadata.name, NAMESPACE, body)
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_drain_refused_below_min_available(cli, k8s, installed, component):
+    first, second = ready_pods(k8s, component)
+    label_nodes(cli, False)  # drain: no replacement can start
+    try:
+        evict(k8s, first)
+        with pytest.raises(ApiException) as refused:
+            evict(k8s, second)
+        assert refused.value.status == 429
+        assert "disruption budget" in refused.value.body
+    finally:
+        label_nodes(cli, True)
+    # Once nodes take pods again, the evicted pod is replaced.
+    wait_for(lambda: len(ready_pods(k8s, component)) == 2, what=f"{component} back to 2 ready pods")
+
+
+def test_deleted_pod_is_replaced(k8s, installed):
+    victim = ready_pods(k8s, "backend")[0]
+    k8s.delete_namespaced_pod(victim.metadata.name, NAMESPACE, grace_period_seconds=0)
+    names = wait_for(lambda: {p.metadata.name for p in ready_pods(k8s, "backend")}
+                     if len(ready_pods(k8s, "backend")) == 2 else None, what="backend replaced")
+    assert victim.metadata.name not in names

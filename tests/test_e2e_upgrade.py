@@ -1,0 +1,76 @@
+"""End to end: helm upgrade runs the migration before the new backend, keeps every secret, and rolls back."""
+
+import time
+from datetime import datetime
+
+import pytest
+
+from chart import CHART
+from cluster import RESTRICTED
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "af-e2e-upgrade"
+RELEASE = "agentforge"
+OLD_TAG, NEW_TAG = "0.10.0", "0.10.1"
+
+
+def secrets_data(cli):
+    """Every Secret's data, except Helm's own release records (a new one per revision, by design)."""
+    return {s["metadata"]["name"]: s.get("data", {}) for s in cli.get(NAMESPACE, "secrets")["items"]
+            if s.get("type") != "helm.sh/release.v1"}
+
+
+def timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def upgraded(cli):
+    cli.create_namespace(NAMESPACE, RESTRICTED)
+    cli.install(RELEASE, NAMESPACE, "--set", f"backend.image.tag={OLD_TAG}")
+    before = secrets_data(cli)
+    start = time.monotonic()
+    cli.helm("upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--wait", "--timeout", "5m",
+             "--set", f"backend.image.tag={NEW_TAG}")
+    print(f"\n[e2e] helm upgrade --wait took {time.monotonic() - start:.1f} s")
+    yield before
+    cli.cleanup(NAMESPACE, RELEASE)
+
+
+def backend_replicasets(cli):
+    return [rs for rs in cli.get(NAMESPACE, "replicasets")["items"]
+            if rs["metadata"]["labels"].get("app.kubernetes.io/component") == "backend"]
+
+
+def test_upgrade_ran_the_new_image(cli, upgraded):
+    deployment = cli.get(NAMESPACE, "deployment", "agentforge-backend")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{NEW_TAG}")
+    assert cli.get(NAMESPACE, "job", "agentforge-migrate")["spec"]["template"]["spec"]["containers"][0][
+        "image"].endswith(f":{NEW_TAG}")
+
+
+def test_migration_completed_before_new_replicaset(cli, upgraded):
+    job = cli.get(NAMESPACE, "job", "agentforge-migrate")
+    assert job["status"].get("succeeded") == 1
+    completed = timestamp(job["status"]["completionTime"])
+    (new_rs,) = [rs for rs in backend_replicasets(cli)
+                 if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{NEW_TAG}")]
+    assert completed <= timestamp(new_rs["metadata"]["creationTimestamp"])
+
+
+def test_secrets_byte_identical(cli, upgraded):
+    after = secrets_data(cli)
+    assert set(after) == set(upgraded)
+    for name, data in upgraded.items():
+        assert after[name] == data, name
+
+
+def test_rollback_returns_previous_revision(cli, upgraded):
+    before = secrets_data(cli)
+    cli.helm("rollback", RELEASE, "1", "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
+    history = cli.helm("history", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout
+    assert "Rollback to 1" in history
+    deployment = cli.get(NAMESPACE, "deployment", "agentforge-backend")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{OLD_TAG}")
+    assert secrets_data(cli) == before

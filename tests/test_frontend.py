@@ -1,0 +1,110 @@
+"""Frontend: Next.js standalone on 3000, two replicas, a PDB that never blocks a drain, a writable cache."""
+
+import pytest
+
+from chart import container, env_of, pod_spec, render_chart, render_error
+
+FRONTEND = "agentforge-frontend"
+
+
+def frontend(objects):
+    return objects.get("Deployment", FRONTEND)
+
+
+class TestWorkload:
+    def test_two_replicas_rolling_without_downtime(self, default_render):
+        spec = frontend(default_render)["spec"]
+        assert spec["replicas"] == 2
+        assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+    def test_image_defaults_to_app_version(self, default_render):
+        c = container(frontend(default_render), "frontend")
+        assert c["image"] == "agentforge/frontend:0.10.0"
+
+    def test_global_registry_and_digest(self):
+        digest = "sha256:" + "a" * 64
+        objects = render_chart({"global": {"imageRegistry": "registry.example.com"},
+                                "frontend": {"image": {"digest": digest}}})
+        c = container(frontend(objects), "frontend")
+        assert c["image"] == f"registry.example.com/agentforge/frontend@{digest}"
+
+    def test_listens_on_every_address_on_3000(self, default_render):
+        c = container(frontend(default_render), "frontend")
+        env = env_of(c)
+        # Kubernetes sets HOSTNAME to the pod name; Next.js standalone would bind to that address only.
+        assert env["HOSTNAME"]["value"] == "0.0.0.0"
+        assert env["PORT"]["value"] == "3000"
+        assert c["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+
+    def test_reads_no_application_settings_or_secrets(self, default_render):
+        c = container(frontend(default_render), "frontend")
+        assert "envFrom" not in c
+        assert not any("valueFrom" in e for e in c["env"])
+
+    def test_replicas_and_extra_env_are_values(self):
+        objects = render_chart({"frontend": {"replicaCount": 3, "extraEnv": [{"name": "X", "value": "1"}]}})
+        assert frontend(objects)["spec"]["replicas"] == 3
+        assert env_of(container(frontend(objects), "frontend"))["X"]["value"] == "1"
+
+
+class TestProbes:
+    @pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
+    def test_probe_on_root(self, default_render, probe):
+        c = container(frontend(default_render), "frontend")
+        assert c[probe]["httpGet"] == {"path": "/", "port": "http"}
+
+
+class TestSecurity:
+    def test_numeric_non_root_user_1001(self, default_render):
+        ctx = pod_spec(frontend(default_render))["securityContext"]
+        assert (ctx["runAsUser"], ctx["runAsGroup"], ctx["fsGroup"]) == (1001, 1001, 1001)
+        assert ctx["runAsNonRoot"] is True
+
+    def test_read_only_root_with_writable_cache_and_tmp(self, default_render):
+        deployment = frontend(default_render)
+        c = container(deployment, "frontend")
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+        for path in ("/app/.next/cache", "/tmp"):
+            assert "emptyDir" in volumes[mounts[path]], path
+        assert volumes[mounts["/app/.next/cache"]]["emptyDir"]["sizeLimit"] == "1Gi"
+
+    def test_no_service_account_token(self, default_render):
+        spec = pod_spec(frontend(default_render))
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["serviceAccountName"] == FRONTEND
+        assert default_render.get("ServiceAccount", FRONTEND)["automountServiceAccountToken"] is False
+
+
+class TestService:
+    def test_port_3000_selects_frontend_pods_only(self, default_render):
+        service = default_render.get("Service", FRONTEND)
+        assert service["spec"]["ports"] == [{"name": "http", "port": 3000, "targetPort": "http", "protocol": "TCP"}]
+        selector = service["spec"]["selector"]
+        assert selector.items() <= frontend(default_render)["spec"]["template"]["metadata"]["labels"].items()
+        for other in default_render.of_kind("Deployment") + default_render.of_kind("StatefulSet"):
+            if other["metadata"]["name"] != FRONTEND:
+                assert not selector.items() <= other["spec"]["template"]["metadata"]["labels"].items()
+
+
+class TestDisruptionBudget:
+    def test_min_available_one_of_two(self, default_render):
+        pdb = default_render.get("PodDisruptionBudget", FRONTEND)
+        assert pdb["spec"]["minAvailable"] == 1
+        pod_labels = frontend(default_render)["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+    @pytest.mark.parametrize("replicas,min_available", [(1, 1), (2, 2), (3, 5)])
+    def test_budget_at_or_above_replicas_refused(self, replicas, min_available):
+        stderr = render_error({"frontend": {"replicaCount": replicas, "pdb": {"minAvailable": min_available}}})
+        assert f"frontend.pdb.minAvailable ({min_available}) must be below the frontend replica count ({replicas})" in stderr
+
+    def test_single_replica_without_budget_accepted(self):
+        objects = render_chart({"frontend": {"replicaCount": 1, "pdb": {"enabled": False}}})
+        assert objects.find("PodDisruptionBudget", FRONTEND) is None
+        assert frontend(objects)["spec"]["replicas"] == 1
+
+    def test_percentage_passes_through(self):
+        objects = render_chart({"frontend": {"pdb": {"minAvailable": "50%"}}})
+        assert objects.get("PodDisruptionBudget", FRONTEND)["spec"]["minAvailable"] == "50%"

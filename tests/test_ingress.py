@@ -1,0 +1,173 @@
+"""Ingress: `/` to the frontend, `/api` (REST and WebSockets) to the backend, with the backend's NGINX settings."""
+
+import pytest
+
+from chart import render_chart, render_error
+
+FRONTEND, BACKEND = "agentforge-frontend", "agentforge-backend"
+NGINX = "nginx.ingress.kubernetes.io/"
+WEBSOCKET_PATH = "/api/v1/ws/chat/3f1c9a2e"
+# Values sets rendered once each and shared by the tests that read them.
+CUSTOM = {"ingress": {"wsPath": True, "hosts": ["a.example.com", "*.b.example.com"], "ingressClassName": "traefik"}}
+TUNED = {"ingress": {
+    "nginx": {"affinityCookie": {"name": "route", "maxAge": 600}, "websocketTimeoutSeconds": 7200, "proxyBodySize": "50m"},
+    "annotations": {NGINX + "proxy-body-size": "1g", "team": "ai"}}}
+PLAIN = {"ingress": {"ingressClassName": "", "nginx": {"enabled": False}}}
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """Ingress `Prefix` matching: element-wise on `/`-separated segments, a trailing slash ignored."""
+    want = [s for s in prefix.split("/") if s]
+    have = [s for s in path.split("?")[0].split("/") if s]
+    return have[:len(want)] == want
+
+
+def route(objects, host: str, path: str) -> tuple[dict, str, int]:
+    """The Ingress, Service and port that serve a request: the longest matching Prefix path of any Ingress."""
+    candidates = []
+    for ingress in objects.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            if rule.get("host") != host:
+                continue
+            for p in rule["http"]["paths"]:
+                assert p["pathType"] == "Prefix", p
+                if prefix_matches(p["path"], path):
+                    service = p["backend"]["service"]
+                    candidates.append((len(p["path"].rstrip("/")), ingress, service["name"], service["port"]["number"]))
+    assert candidates, f"no Ingress serves {host}{path}"
+    _, ingress, service, port = max(candidates, key=lambda c: c[0])
+    return ingress, service, port
+
+
+class TestRouting:
+    @pytest.mark.parametrize("path,service,port", [
+        ("/", FRONTEND, 3000),
+        ("/login", FRONTEND, 3000),
+        ("/_next/static/chunk.js", FRONTEND, 3000),
+        ("/apiary", FRONTEND, 3000),
+        ("/api", BACKEND, 8000),
+        ("/api/v1/health", BACKEND, 8000),
+        (WEBSOCKET_PATH + "?token=abc", BACKEND, 8000),
+        ("/ws/chat/1", FRONTEND, 3000),
+    ])
+    def test_default_routes(self, default_render, path, service, port):
+        _, routed_service, routed_port = route(default_render, "agentforge.example.com", path)
+        assert (routed_service, routed_port) == (service, port)
+
+    def test_ws_path_optional(self):
+        objects = render_chart(CUSTOM)
+        _, service, port = route(objects, "a.example.com", "/ws/chat/1")
+        assert (service, port) == (BACKEND, 8000)
+
+    def test_backends_exist_with_those_ports(self, default_render):
+        for ingress in default_render.of_kind("Ingress"):
+            for rule in ingress["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    ref = p["backend"]["service"]
+                    service = default_render.get("Service", ref["name"])
+                    assert ref["port"]["number"] in [sp["port"] for sp in service["spec"]["ports"]]
+
+    def test_every_host_gets_every_path(self):
+        objects = render_chart(CUSTOM)
+        for host in ("a.example.com", "*.b.example.com"):
+            assert route(objects, host, "/")[1] == FRONTEND
+            assert route(objects, host, WEBSOCKET_PATH)[1] == BACKEND
+
+    def test_class_and_default_host(self, default_render):
+        for name in (FRONTEND, BACKEND):
+            spec = default_render.get("Ingress", name)["spec"]
+            assert spec["ingressClassName"] == "nginx"
+            assert [r["host"] for r in spec["rules"]] == ["agentforge.example.com"]
+
+    def test_class_is_a_value_and_empty_leaves_the_default_class(self):
+        assert render_chart(CUSTOM).get("Ingress", BACKEND)["spec"]["ingressClassName"] == "traefik"
+        assert "ingressClassName" not in render_chart(PLAIN).get("Ingress", BACKEND)["spec"]
+
+    def test_disabled(self):
+        assert render_chart({"ingress": {"enabled": False}}).of_kind("Ingress") == []
+
+
+class TestWebSocketSettings:
+    """Upstream defect 7: the WebSocket timeouts must apply where the WebSockets go, under /api."""
+
+    def test_websocket_path_has_long_timeouts_and_http11(self, default_render):
+        ingress, _, _ = route(default_render, "agentforge.example.com", WEBSOCKET_PATH)
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations[NGINX + "proxy-read-timeout"] == "3600"
+        assert annotations[NGINX + "proxy-send-timeout"] == "3600"
+        assert annotations[NGINX + "proxy-http-version"] == "1.1"
+        assert annotations[NGINX + "proxy-body-size"] == "10m"
+
+    def test_websocket_path_has_persistent_cookie_affinity(self, default_render):
+        ingress, _, _ = route(default_render, "agentforge.example.com", WEBSOCKET_PATH)
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations[NGINX + "affinity"] == "cookie"
+        # "balanced" would move sessions to new pods on scale-up, and their WebSockets live in one pod.
+        assert annotations[NGINX + "affinity-mode"] == "persistent"
+        assert annotations[NGINX + "session-cookie-name"] == "agentforge_affinity"
+        assert annotations[NGINX + "session-cookie-max-age"] == "172800"
+        assert annotations[NGINX + "session-cookie-path"] == "/"
+
+    def test_frontend_has_no_affinity(self, default_render):
+        """One cookie over both paths would be rewritten by the frontend's location, unpinning the backend."""
+        annotations = default_render.get("Ingress", FRONTEND)["metadata"].get("annotations", {})
+        assert not [k for k in annotations if k.startswith(NGINX)]
+
+    def test_settings_are_values(self):
+        annotations = render_chart(TUNED).get("Ingress", BACKEND)["metadata"]["annotations"]
+        assert annotations[NGINX + "session-cookie-name"] == "route"
+        assert annotations[NGINX + "session-cookie-max-age"] == "600"
+        assert annotations[NGINX + "proxy-read-timeout"] == annotations[NGINX + "proxy-send-timeout"] == "7200"
+
+    def test_nginx_annotations_can_be_left_out(self):
+        assert "annotations" not in render_chart(PLAIN).get("Ingress", BACKEND)["metadata"]
+
+    def test_extra_annotations_on_both_and_win(self):
+        objects = render_chart(TUNED)  # proxyBodySize 50m, overridden by the annotation
+        backend = objects.get("Ingress", BACKEND)["metadata"]["annotations"]
+        frontend = objects.get("Ingress", FRONTEND)["metadata"]["annotations"]
+        assert backend[NGINX + "proxy-body-size"] == frontend[NGINX + "proxy-body-size"] == "1g"
+        assert backend["team"] == frontend["team"] == "ai"
+
+
+class TestTls:
+    def test_no_tls_by_default(self, default_render):
+        for ingress in default_render.of_kind("Ingress"):
+            assert "tls" not in ingress["spec"]
+
+    def test_given_tls_on_both(self):
+        tls = [{"secretName": "web-cert", "hosts": ["agentforge.example.com"]}]
+        objects = render_chart({"ingress": {"tls": tls}})
+        for ingress in objects.of_kind("Ingress"):
+            assert ingress["spec"]["tls"] == tls
+            assert "cert-manager.io/cluster-issuer" not in ingress["metadata"].get("annotations", {})
+
+    def test_cert_manager_issuer_requests_one_certificate_for_every_host(self):
+        hosts = ["agentforge.example.com", "*.chat.example.com"]
+        objects = render_chart({"ingress": {"hosts": hosts, "certManager": {"clusterIssuer": "letsencrypt"}}})
+        for ingress in objects.of_kind("Ingress"):
+            assert ingress["spec"]["tls"] == [{"secretName": "agentforge-tls", "hosts": hosts}]
+        frontend = objects.get("Ingress", FRONTEND)["metadata"]["annotations"]
+        backend = objects.get("Ingress", BACKEND)["metadata"]["annotations"]
+        assert frontend["cert-manager.io/cluster-issuer"] == "letsencrypt"
+        # Two Ingresses asking for one Secret would make cert-manager's ingress-shim fight over its Certificate.
+        assert "cert-manager.io/cluster-issuer" not in backend
+
+    def test_cert_manager_keeps_given_tls(self):
+        tls = [{"secretName": "mine", "hosts": ["agentforge.example.com"]}]
+        objects = render_chart({"ingress": {"tls": tls, "certManager": {"clusterIssuer": "letsencrypt"}}})
+        assert objects.get("Ingress", FRONTEND)["spec"]["tls"] == tls
+
+
+class TestValidation:
+    @pytest.mark.parametrize("values,key", [
+        ({"hosts": []}, "hosts"),
+        ({"hosts": ["Bad_Host.example.com"]}, "hosts"),
+        ({"hosts": ["https://agentforge.example.com"]}, "hosts"),
+        ({"nginx": {"proxyBodySize": "10 MB"}}, "proxyBodySize"),
+        ({"nginx": {"websocketTimeoutSeconds": 5}}, "websocketTimeoutSeconds"),
+        ({"nginx": {"affinityCookie": {"name": "my cookie"}}}, "name"),
+        ({"tls": [{"secretName": "x", "host": ["a"]}]}, "host"),
+    ])
+    def test_bad_values_rejected(self, values, key):
+        assert key in render_error({"ingress": values})
