@@ -11,6 +11,7 @@ help: ## List the targets
 
 tools: ## Install the pinned toolchain: helm v4 and v3, promtool, registry, checkov, Python deps, test servers, the local control plane
 	bash scripts/install-tools.sh
+	bash scripts/install-test-servers.sh
 	bash scripts/kube/build.sh
 
 demo: tools ## Start the local Kubernetes API server, helm install the chart on it, show the release
@@ -24,6 +25,9 @@ test: tools ## Run every test: lint, generated-docs check, render tests, real-se
 
 test-render: tools ## Run the render-only tests (no servers, no cluster)
 	$(PY) -m pytest -m "not e2e and not servers" -n 2
+
+test-e2e: tools ## Run the end-to-end tests on KUBECONFIG's cluster, else the local one
+	bash ci/test.sh -m e2e
 
 lint: tools ## ruff on the Python code, helm lint --strict on the chart
 	.venv/bin/ruff check scripts tests ci

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test step of the pipeline: static checks, then every pytest tier. Callable by any CI system;
-# `make test` runs it after installing the tools.
+# The test step of the pipeline, callable by any CI system (`make test` runs it after `make tools`):
+# static checks, then every pytest tier in one run. The end-to-end tier runs against the cluster that
+# KUBECONFIG names; without one, this script starts the local kwok cluster and stops it afterwards.
+# Extra arguments go to pytest (e.g. `-m "not e2e"`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH"
@@ -8,7 +10,20 @@ export PATH="$PWD/.tools/bin:$PATH"
 echo "== lint"
 .venv/bin/ruff check scripts tests ci
 python3 scripts/gen_docs.py --check
+.tools/bin/helm lint --strict charts/agentforge
+
+if [[ -z ${KUBECONFIG:-} ]]; then
+  if ! bash scripts/kube/cluster.sh status; then
+    start=$(date +%s)
+    bash scripts/kube/cluster.sh up >/dev/null
+    echo "== local cluster started in $(( $(date +%s) - start )) s"
+    trap 'bash scripts/kube/cluster.sh down' EXIT
+  fi
+  KUBECONFIG="$(bash scripts/kube/cluster.sh kubeconfig)"
+  export KUBECONFIG
+fi
 
 echo "== tests"
-# pytest exits 5 when it collects no test: that is a failure here, as any other non-zero code.
-.venv/bin/python -m pytest -n 2 "$@"
+# One pytest run for every tier; --dist loadfile keeps each file on one worker (e2e modules share a
+# release). pytest exits 5 when it collects no test: that fails this script like any other error.
+.venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 "$@"

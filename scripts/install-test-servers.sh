@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real PostgreSQL and Redis servers that tests/test_real_servers.py starts on 127.0.0.1
-# (Debian's packages). Idempotent: does nothing when both are already there. The tests start their own
+# Installs the Debian packages the tests use: the real PostgreSQL and Redis servers that
+# tests/test_real_servers.py starts on 127.0.0.1, gnupg for chart signing and curl for the release
+# script (tests/test_distribution.py). Idempotent: does nothing when all are already there. The tests start their own
 # servers on free ports in temp dirs; the packages' own services are not needed and are not started.
 set -euo pipefail
 
@@ -12,8 +13,10 @@ have_redis() { command -v redis-server >/dev/null && command -v redis-cli >/dev/
 packages=()
 have_postgres || packages+=(postgresql)
 have_redis || packages+=(redis-server)
+command -v gpg >/dev/null || packages+=(gnupg)
+command -v curl >/dev/null || packages+=(curl)
 if ((${#packages[@]} == 0)); then
-  log "PostgreSQL and Redis already installed"
+  log "PostgreSQL, Redis, gnupg and curl already installed"
   exit 0
 fi
 

@@ -179,12 +179,12 @@ class TestWebSocketTimeouts:
         _, rule = route_for(routes, "/")
         assert "timeouts" not in rule
 
-    @pytest.mark.parametrize("values,value", [(CUSTOM, "90m"), (SESSION, "0s")])
-    def test_timeout_is_a_value(self, values, value):
+    @pytest.mark.parametrize("values,value,channel", [(CUSTOM, "90m", "standard"), (SESSION, "0s", "experimental")])
+    def test_timeout_is_a_value(self, values, value, channel):
         objects = render_chart(values)
         _, rule = route_for(objects, WEBSOCKET_PATH)
         assert rule["timeouts"] == {"request": value, "backendRequest": value}
-        assert schema_errors(objects.get("HTTPRoute", BACKEND), "standard") == []
+        assert schema_errors(objects.get("HTTPRoute", BACKEND), channel) == []
 
     @pytest.mark.parametrize("value", ["1 hour", "3600", "1d", "100000s"])
     def test_bad_timeout_rejected(self, value):

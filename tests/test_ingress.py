@@ -10,7 +10,8 @@ WEBSOCKET_PATH = "/api/v1/ws/chat/3f1c9a2e"
 # Values sets rendered once each and shared by the tests that read them.
 CUSTOM = {"ingress": {"wsPath": True, "hosts": ["a.example.com", "*.b.example.com"], "ingressClassName": "traefik"}}
 TUNED = {"ingress": {
-    "nginx": {"affinityCookie": {"name": "route", "maxAge": 600}, "websocketTimeoutSeconds": 7200, "proxyBodySize": "50m"},
+    "nginx": {"affinityCookie": {"name": "route", "maxAge": 600}, "websocketTimeoutSeconds": 7200,
+              "proxyBodySize": "50m"},
     "annotations": {NGINX + "proxy-body-size": "1g", "team": "ai"}}}
 PLAIN = {"ingress": {"ingressClassName": "", "nginx": {"enabled": False}}}
 

@@ -6,7 +6,7 @@ silently match nothing if a container named its port differently.
 
 {{/* Whether the bundled monitoring stack (Prometheus, Grafana) is deployed. */}}
 {{- define "agentforge.networkPolicy.monitoring" -}}
-{{- if dig "monitoring" "enabled" false .Values.AsMap }}true{{ end -}}
+{{- if .Values.monitoring.enabled }}true{{ end -}}
 {{- end -}}
 
 {{/* A peer selecting the pods of a component of this release: (list $ "component"), as YAML. */}}
