@@ -15,6 +15,8 @@ DEFAULT_INVENTORY = {
     ("HorizontalPodAutoscaler", "agentforge-backend"),
     ("PodDisruptionBudget", "agentforge-backend"),
     ("Job", "agentforge-migrate"),
+    # `helm test`: the backend answers its health check through its Service.
+    ("Pod", "agentforge-test-connection"),
     # Frontend and data collector (the collector's PDB is off by default: one replica).
     ("ServiceAccount", "agentforge-frontend"),
     ("Deployment", "agentforge-frontend"),

@@ -65,7 +65,8 @@ def test_helm_test_passes(cli, installed):
 
 
 def pod_templates(cli):
-    return {w["metadata"]["name"]: w["spec"]["template"] for w in cli.get(NAMESPACE, "deployments,statefulsets")["items"]}
+    workloads = cli.get(NAMESPACE, "deployments,statefulsets")["items"]
+    return {w["metadata"]["name"]: w["spec"]["template"] for w in workloads}
 
 
 def test_upgrade_with_same_values_rolls_no_pod(cli, installed):

@@ -98,7 +98,8 @@ class TestDisruptionBudget:
     @pytest.mark.parametrize("replicas,min_available", [(1, 1), (2, 2), (3, 5)])
     def test_budget_at_or_above_replicas_refused(self, replicas, min_available):
         stderr = render_error({"frontend": {"replicaCount": replicas, "pdb": {"minAvailable": min_available}}})
-        assert f"frontend.pdb.minAvailable ({min_available}) must be below the frontend replica count ({replicas})" in stderr
+        expected = f"frontend.pdb.minAvailable ({min_available}) must be below the frontend replica count ({replicas})"
+        assert expected in stderr
 
     def test_single_replica_without_budget_accepted(self):
         objects = render_chart({"frontend": {"replicaCount": 1, "pdb": {"enabled": False}}})

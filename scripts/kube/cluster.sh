@@ -20,7 +20,7 @@ KUBECONFIG_OUT="$STATE/kubeconfig"
 K8S_BIN="$ROOT/.tools/kubernetes-$KUBERNETES_VERSION/bin"
 ETCD_BIN="$ROOT/.tools/etcd-$ETCD_VERSION/etcd"
 KWOK_DIR="$ROOT/.tools/kwok-$KWOK_VERSION"
-PV_COUNT=${AGENTFORGE_PV_COUNT:-24}
+PV_COUNT=${AGENTFORGE_PV_COUNT:-96}
 
 # kwokctl reads KWOK_* variables over its config file (e.g. KWOK_VERSION from a
 # sourced versions.env, KWOK_RUNTIME): drop them all so only the file below decides,
