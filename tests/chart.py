@@ -193,3 +193,28 @@ def env_sources(objects: Manifests, workload: dict, container_name: str) -> dict
 SCENARIO_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
 SCENARIOS = {"default": {}} | {p.name.removesuffix("-values.yaml"): yaml.safe_load(p.read_text()) or {}
                                for p in SCENARIO_FILES}
+
+
+def closed_schema(schema: dict) -> dict:
+    """A copy of a JSON schema in which every object that lists its properties refuses any other key."""
+    schema = json.loads(json.dumps(schema))
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def flag(command: list[str], name: str) -> str | None:
+    """Value of `--name=value` in a command line (None when absent; two occurrences fail)."""
+    values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"--{name}=")]
+    assert len(values) <= 1, f"--{name} given {len(values)} times: {command}"
+    return values[0] if values else None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chart import container, pod_spec, render_chart, render_error
+from chart import container, flag, pod_spec, render_chart, render_error
 
 BACKEND = "agentforge-backend"
 
@@ -11,11 +11,6 @@ def backend_command(objects):
     return container(objects.get("Deployment", BACKEND), "backend")["command"]
 
 
-def flag(command, name):
-    """Value of `--name=value` in a command line (None when absent)."""
-    values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"--{name}=")]
-    assert len(values) <= 1, f"--{name} given {len(values)} times: {command}"
-    return values[0] if values else None
 
 
 class TestServerCommand:

@@ -122,3 +122,18 @@ def test_kube_version_below_minimum_refused():
     proc = helm("template", "x", str(CHART), "--kube-version", "1.29.0", check=False)
     assert proc.returncode != 0
     assert "kubeVersion" in proc.stderr or "incompatible" in proc.stderr
+
+
+@pytest.mark.parametrize("scenario,expected", [
+    ("default", ["http://agentforge.example.com/", "port-forward svc/rel-agentforge-grafana 3000",
+                 "delete pvc,secret -l app.kubernetes.io/instance=rel"]),
+    ("minimal", ["port-forward svc/rel-agentforge-frontend 3000"]),
+])
+def test_notes_tell_how_to_reach_the_release(scenario, expected):
+    values = CHART / "ci" / f"{scenario}-values.yaml"
+    args = ["--values", str(values)] if values.exists() else []
+    out = helm("install", "rel", str(CHART), "--dry-run=client", "--namespace", "team", *args).stdout
+    notes = out.split("NOTES:", 1)[1]
+    for text in expected:
+        assert text in notes
+    assert ("Grafana" in notes) is (scenario == "default")

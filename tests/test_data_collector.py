@@ -2,7 +2,7 @@
 
 import pytest
 
-from chart import container, env_of, env_sources, pod_spec, render_chart, render_error
+from chart import container, env_of, env_sources, flag, pod_spec, render_chart, render_error
 
 COLLECTOR = "agentforge-data-collector"
 
@@ -15,10 +15,6 @@ def command(objects):
     return container(collector(objects), "data-collector")["command"]
 
 
-def flag(cmd, name):
-    values = [arg.split("=", 1)[1] for arg in cmd if arg.startswith(f"--{name}=")]
-    assert len(values) <= 1, f"--{name} given {len(values)} times: {cmd}"
-    return values[0] if values else None
 
 
 class TestServer:

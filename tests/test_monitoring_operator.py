@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from chart import render_chart, render_error
+from chart import closed_schema, render_chart, render_error
 
 CRDS = Path(__file__).resolve().parent / "crds"
 SCRAPED = ("backend", "data-collector")
@@ -23,31 +23,13 @@ ALL_ON = {"monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"en
                          "dashboardConfigMap": {"enabled": True}}}
 
 
-def strict(schema):
-    """A copy of a CRD schema in which every object that lists its properties refuses any other."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "properties" in node and "additionalProperties" not in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
-    return schema
-
-
 def load_crds():
     crds = {}
     for path in sorted(CRDS.glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         for version in crd["spec"]["versions"]:
             api_version = f"{crd['spec']['group']}/{version['name']}"
-            crds[(api_version, crd["spec"]["names"]["kind"])] = strict(version["schema"]["openAPIV3Schema"])
+            crds[(api_version, crd["spec"]["names"]["kind"])] = closed_schema(version["schema"]["openAPIV3Schema"])
     return crds
 
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from chart import CHART, SCENARIO_FILES, helm
+from chart import CHART, SCENARIO_FILES, closed_schema, helm
 
 INVALID = sorted((Path(__file__).parent / "invalid-values").glob("*.yaml"))
 SCENARIOS = SCENARIO_FILES
@@ -22,34 +22,16 @@ def expected_message(path: Path) -> str:
     return first.removeprefix("# expect: ")
 
 
-def closed(schema):
-    """A copy of the schema with additionalProperties false on every object that lists properties."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("type") == "object" and "properties" in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
-    return schema
-
-
 def test_closed_schema_accepts_values_yaml():
     """No key of values.yaml goes undocumented: a schema closed everywhere still accepts it."""
-    jsonschema.validate(VALUES, closed(SCHEMA), cls=jsonschema.Draft202012Validator)
+    jsonschema.validate(VALUES, closed_schema(SCHEMA), cls=jsonschema.Draft202012Validator)
 
 
 def test_closed_schema_catches_an_undocumented_key():
     values = copy.deepcopy(VALUES)
     values["backend"]["server"]["undocumented"] = True
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(values, closed(SCHEMA), cls=jsonschema.Draft202012Validator)
+        jsonschema.validate(values, closed_schema(SCHEMA), cls=jsonschema.Draft202012Validator)
 
 
 def test_every_property_has_a_description():
