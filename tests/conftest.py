@@ -37,3 +37,13 @@ def k8s(kube_config):
     from kubernetes import client, config
 
     return client.CoreV1Api(config.new_client_from_config(config_file=kube_config))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the timings tests recorded (record_property("timing: ...")), also from xdist workers."""
+    timings = [(name, value) for reports in terminalreporter.stats.values() for report in reports
+               for name, value in getattr(report, "user_properties", []) if str(name).startswith("timing: ")]
+    if timings:
+        terminalreporter.section("timings")
+        for name, value in sorted(set(timings)):
+            terminalreporter.write_line(f"{name.removeprefix('timing: ')}: {value}")

@@ -102,9 +102,14 @@ class TestDisruptionBudget:
         pod_labels = default_render.get("Deployment", BACKEND)["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
-    def test_pdb_at_replica_count_rejected(self):
+    def test_pdb_with_one_replica_refused_by_schema(self):
         stderr = render_error({"backend": {"autoscaling": {"enabled": False}, "replicaCount": 1}})
-        assert "backend.pdb.minAvailable (1) must be below the backend replica count (1)" in stderr
+        assert "at '/backend/pdb/enabled': value must be false" in stderr
+
+    def test_pdb_at_replica_count_refused_by_template(self):
+        stderr = render_error({"backend": {"autoscaling": {"enabled": False}, "replicaCount": 2,
+                                           "pdb": {"minAvailable": 2}}})
+        assert "backend.pdb.minAvailable (2) must be below the backend replica count (2)" in stderr
 
     def test_pdb_can_be_disabled(self):
         objects = render_chart({"backend": {"pdb": {"enabled": False}}})

@@ -112,9 +112,13 @@ class TestDisruptionBudget:
     def test_off_by_default_with_one_replica(self, default_render):
         assert default_render.find("PodDisruptionBudget", COLLECTOR) is None
 
-    def test_enabled_at_one_replica_refused(self):
+    def test_enabled_at_one_replica_refused_by_schema(self):
         stderr = render_error({"dataCollector": {"pdb": {"enabled": True, "minAvailable": 1}}})
-        assert "dataCollector.pdb.minAvailable (1) must be below the data-collector replica count (1)" in stderr
+        assert "at '/dataCollector/pdb/enabled': value must be false" in stderr
+
+    def test_at_replica_count_refused_by_template(self):
+        stderr = render_error({"dataCollector": {"replicaCount": 2, "pdb": {"enabled": True, "minAvailable": 2}}})
+        assert "dataCollector.pdb.minAvailable (2) must be below the data-collector replica count (2)" in stderr
 
     def test_enabled_with_two_replicas(self):
         objects = render_chart({"dataCollector": {"replicaCount": 2, "pdb": {"enabled": True}}})

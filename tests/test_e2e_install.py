@@ -16,9 +16,7 @@ RELEASE = "agentforge"
 @pytest.fixture(scope="module")
 def installed(cli):
     cli.create_namespace(NAMESPACE, RESTRICTED)
-    seconds = cli.install(RELEASE, NAMESPACE)
-    print(f"\n[e2e] helm install --wait took {seconds:.1f} s")
-    yield
+    yield cli.install(RELEASE, NAMESPACE)
     cli.cleanup(NAMESPACE, RELEASE)
 
 
@@ -27,7 +25,8 @@ def test_namespace_enforces_restricted(cli, installed):
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_release_deployed(cli, installed):
+def test_release_deployed(cli, installed, record_property):
+    record_property("timing: helm install --wait (default values), s", round(installed, 1))
     status = cli.helm("status", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout
     assert '"status":"deployed"' in status.replace(" ", "")
 
@@ -45,6 +44,17 @@ def test_every_workload_available_and_every_pod_admitted(cli, installed):
         assert failures == [], rs["metadata"]["name"]
     events = cli.get(NAMESPACE, "events")["items"]
     assert not [e for e in events if "violates PodSecurity" in e.get("message", "")]
+
+
+def test_workloads_ready_through_pytest_helm_charts(kube_cluster, installed):
+    """The same cluster seen through pytest-helm-charts' kube_cluster fixture (pykube)."""
+    from pykube import Deployment, StatefulSet
+
+    for kind in (Deployment, StatefulSet):
+        workloads = list(kind.objects(kube_cluster.kube_client).filter(namespace=NAMESPACE))
+        assert workloads
+        for w in workloads:
+            assert w.obj["status"].get("readyReplicas", 0) >= w.obj["spec"]["replicas"], w.name
 
 
 def test_install_migration_job_completed(cli, installed):

@@ -33,8 +33,7 @@ def upgraded(cli):
     start = time.monotonic()
     cli.helm("upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--wait", "--timeout", "5m",
              "--set", f"backend.image.tag={NEW_TAG}")
-    print(f"\n[e2e] helm upgrade --wait took {time.monotonic() - start:.1f} s")
-    yield before
+    yield before, time.monotonic() - start
     cli.cleanup(NAMESPACE, RELEASE)
 
 
@@ -43,7 +42,8 @@ def backend_replicasets(cli):
             if rs["metadata"]["labels"].get("app.kubernetes.io/component") == "backend"]
 
 
-def test_upgrade_ran_the_new_image(cli, upgraded):
+def test_upgrade_ran_the_new_image(cli, upgraded, record_property):
+    record_property("timing: helm upgrade --wait (new backend tag), s", round(upgraded[1], 1))
     deployment = cli.get(NAMESPACE, "deployment", "agentforge-backend")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{NEW_TAG}")
     assert cli.get(NAMESPACE, "job", "agentforge-migrate")["spec"]["template"]["spec"]["containers"][0][
@@ -60,9 +60,9 @@ def test_migration_completed_before_new_replicaset(cli, upgraded):
 
 
 def test_secrets_byte_identical(cli, upgraded):
-    after = secrets_data(cli)
-    assert set(after) == set(upgraded)
-    for name, data in upgraded.items():
+    after, (before, _) = secrets_data(cli), upgraded
+    assert set(after) == set(before)
+    for name, data in before.items():
         assert after[name] == data, name
 
 

@@ -95,7 +95,11 @@ class TestDisruptionBudget:
         pod_labels = frontend(default_render)["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
 
-    @pytest.mark.parametrize("replicas,min_available", [(1, 1), (2, 2), (3, 5)])
+    def test_budget_with_one_replica_refused_by_schema(self):
+        stderr = render_error({"frontend": {"replicaCount": 1}})
+        assert "at '/frontend/pdb/enabled': value must be false" in stderr
+
+    @pytest.mark.parametrize("replicas,min_available", [(2, 2), (3, 5)])
     def test_budget_at_or_above_replicas_refused(self, replicas, min_available):
         stderr = render_error({"frontend": {"replicaCount": replicas, "pdb": {"minAvailable": min_available}}})
         expected = f"frontend.pdb.minAvailable ({min_available}) must be below the frontend replica count ({replicas})"
