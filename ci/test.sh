@@ -15,7 +15,8 @@ python3 scripts/gen_docs.py --check
 if [[ -z ${KUBECONFIG:-} ]]; then
   if ! bash scripts/kube/cluster.sh status; then
     start=$(date +%s)
-    bash scripts/kube/cluster.sh up >/dev/null
+    log=$(mktemp)
+    bash scripts/kube/cluster.sh up >"$log" 2>&1 || { cat "$log"; exit 1; }
     echo "== local cluster started in $(( $(date +%s) - start )) s"
     trap 'bash scripts/kube/cluster.sh down' EXIT
   fi
