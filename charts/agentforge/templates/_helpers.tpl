@@ -83,6 +83,30 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- end -}}
 {{- end -}}
 
+{{/*
+ServiceAccount of a component: (list $ "component" .Values.<component>.serviceAccount). Tokens are never
+automounted through the account; the one pod that calls the API (Prometheus) asks for its token itself.
+*/}}
+{{- define "agentforge.serviceAccount" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $sa := index . 2 -}}
+{{- if $sa.create -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "agentforge.serviceAccountName" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+  {{- with $sa.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end -}}
+
 {{/* Secret that holds the application's secret settings. */}}
 {{- define "agentforge.secretName" -}}
 {{- default (printf "%s-secrets" (include "agentforge.fullname" .)) .Values.secrets.existingSecret -}}
