@@ -107,6 +107,35 @@ automountServiceAccountToken: false
 {{- end }}
 {{- end -}}
 
+{{/*
+Service of a component: (list $ "component" PORT-NAME HEADLESS). The port is the component's own
+(agentforge.port); headless Services govern the StatefulSets, whose names resolve to their pods.
+*/}}
+{{- define "agentforge.service" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $portName := index . 2 -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "agentforge.componentName" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+spec:
+  type: ClusterIP
+  {{- if index . 3 }}
+  clusterIP: None
+  {{- end }}
+  selector:
+    {{- include "agentforge.selectorLabels" (list $root $component) | nindent 4 }}
+  ports:
+    - name: {{ $portName }}
+      port: {{ include "agentforge.port" $component }}
+      targetPort: {{ $portName }}
+      protocol: TCP
+{{- end -}}
+
 {{/* Secret that holds the application's secret settings. */}}
 {{- define "agentforge.secretName" -}}
 {{- default (printf "%s-secrets" (include "agentforge.fullname" .)) .Values.secrets.existingSecret -}}
