@@ -677,7 +677,9 @@ def test_install_from_oci_on_the_cluster(cli, published_chart):
                  "--plain-http", "--namespace", namespace, "--wait", "--timeout", "5m")
         status = json.loads(cli.helm("status", "agentforge", "--namespace", namespace, "--output", "json").stdout)
         assert status["info"]["status"] == "deployed"
-        assert status["chart"]["metadata"]["version"] == published_chart.version
+        metadata = json.loads(cli.helm("get", "metadata", "agentforge", "--namespace", namespace,
+                                       "--output", "json").stdout)
+        assert (metadata["chart"], metadata["version"]) == ("agentforge", published_chart.version)
         assert cli.get(namespace, "job", "agentforge-migrate")["status"].get("succeeded") == 1
     finally:
         cli.cleanup(namespace, "agentforge")
