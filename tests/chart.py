@@ -218,3 +218,10 @@ def flag(command: list[str], name: str) -> str | None:
     values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"--{name}=")]
     assert len(values) <= 1, f"--{name} given {len(values)} times: {command}"
     return values[0] if values else None
+
+
+def volumes_by_mount(workload: dict, container_name: str) -> dict[str, dict]:
+    """{mountPath: the pod volume (or StatefulSet claim template) mounted there} for one container."""
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    volumes |= {t["metadata"]["name"]: t for t in workload.get("spec", {}).get("volumeClaimTemplates", [])}
+    return {m["mountPath"]: volumes[m["name"]] for m in container(workload, container_name).get("volumeMounts", [])}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chart import container, env_of, pod_spec, render_chart, render_error
+from chart import container, env_of, pod_spec, render_chart, render_error, volumes_by_mount
 
 FRONTEND = "agentforge-frontend"
 
@@ -64,11 +64,10 @@ class TestSecurity:
         deployment = frontend(default_render)
         c = container(deployment, "frontend")
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
-        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+        mounted = volumes_by_mount(deployment, "frontend")
         for path in ("/app/.next/cache", "/tmp"):
-            assert "emptyDir" in volumes[mounts[path]], path
-        assert volumes[mounts["/app/.next/cache"]]["emptyDir"]["sizeLimit"] == "1Gi"
+            assert "emptyDir" in mounted[path], path
+        assert mounted["/app/.next/cache"]["emptyDir"]["sizeLimit"] == "1Gi"
 
     def test_no_service_account_token(self, default_render):
         spec = pod_spec(frontend(default_render))

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from chart import CHART, container, env_sources, pod_spec, render_chart, render_error
+from chart import CHART, container, env_sources, pod_spec, render_chart, render_error, volumes_by_mount
 
 GRAFANA = "agentforge-grafana"
 DASHBOARDS = "agentforge-grafana-dashboards"
@@ -174,18 +174,16 @@ class TestDashboardInChart:
         deployment = default_render.get("Deployment", GRAFANA)
         (provider,) = provisioning(default_render, "dashboards.yaml")["providers"]
         assert provider["type"] == "file"
-        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
-        mounts = {m["mountPath"]: m["name"] for m in container(deployment, "grafana")["volumeMounts"]}
-        assert volumes[mounts[provider["options"]["path"]]]["configMap"]["name"] == DASHBOARDS
+        mounted = volumes_by_mount(deployment, "grafana")
+        assert mounted[provider["options"]["path"]]["configMap"]["name"] == DASHBOARDS
         home = {e["name"]: e.get("value") for e in container(deployment, "grafana")["env"]}
         assert home["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == provider["options"]["path"] + "/agentforge.json"
 
     def test_provisioning_files_mounted(self, default_render):
         deployment = default_render.get("Deployment", GRAFANA)
-        volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
-        mounts = {m["mountPath"]: m["name"] for m in container(deployment, "grafana")["volumeMounts"]}
+        mounted = volumes_by_mount(deployment, "grafana")
         for directory, key in (("datasources", "datasources.yaml"), ("dashboards", "dashboards.yaml")):
-            volume = volumes[mounts[f"/etc/grafana/provisioning/{directory}"]]["configMap"]
+            volume = mounted[f"/etc/grafana/provisioning/{directory}"]["configMap"]
             assert volume["name"] == GRAFANA
             assert volume["items"] == [{"key": key, "path": key}]
 

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chart import container, env_of, env_sources, pod_spec, render_chart
+from chart import container, env_of, env_sources, pod_spec, render_chart, volumes_by_mount
 
 PG = "agentforge-postgresql"
 SELECTOR = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": "agentforge",
@@ -135,10 +135,9 @@ class TestSecurity:
         sts = statefulset(default_render)
         c = container(sts, "postgresql")
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
-        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        volumes = {v["name"]: v for v in pod_spec(sts)["volumes"]}
+        mounted = volumes_by_mount(sts, "postgresql")
         for path in ("/var/run/postgresql", "/tmp"):
-            assert "emptyDir" in volumes[mounts[path]], path
+            assert "emptyDir" in mounted[path], path
 
     def test_no_token_no_service_links(self, default_render):
         spec = pod_spec(statefulset(default_render))

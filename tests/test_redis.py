@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from chart import container, env_of, env_sources, pod_spec, render_chart, render_error
+from chart import container, env_of, env_sources, pod_spec, render_chart, render_error, volumes_by_mount
 
 REDIS = "agentforge-redis"
 SELECTOR = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": "agentforge",
@@ -109,11 +109,10 @@ class TestConfig:
 
     def test_config_file_and_runtime_dir_mounted(self, default_render):
         sts = statefulset(default_render)
-        volumes = {v["name"]: v for v in pod_spec(sts)["volumes"]}
-        mounts = {m["mountPath"]: m["name"] for m in container(sts, "redis")["volumeMounts"]}
-        assert volumes[mounts["/etc/redis"]]["configMap"]["name"] == REDIS
+        mounted = volumes_by_mount(sts, "redis")
+        assert mounted["/etc/redis"]["configMap"]["name"] == REDIS
         # The file that holds the password lives in memory, not on the node's disk.
-        assert volumes[mounts["/run/redis"]]["emptyDir"]["medium"] == "Memory"
+        assert mounted["/run/redis"]["emptyDir"]["medium"] == "Memory"
 
 
 class TestPassword:
