@@ -126,7 +126,9 @@ def test_kube_version_below_minimum_refused():
 
 @pytest.mark.parametrize("scenario,expected", [
     ("default", ["http://agentforge.example.com/", "port-forward svc/rel-agentforge-grafana 3000",
-                 "delete pvc,secret -l app.kubernetes.io/instance=rel"]),
+                 "delete pvc,secret -l app.kubernetes.io/instance=rel",
+                 "logs --selector app.kubernetes.io/instance=rel,app.kubernetes.io/component=migrations"]),
+    ("gitops", ["logs --selector app.kubernetes.io/instance=rel,app.kubernetes.io/component=migrations"]),
     ("minimal", ["port-forward svc/rel-agentforge-frontend 3000"]),
 ])
 def test_notes_tell_how_to_reach_the_release(scenario, expected):
@@ -136,4 +138,4 @@ def test_notes_tell_how_to_reach_the_release(scenario, expected):
     notes = out.split("NOTES:", 1)[1]
     for text in expected:
         assert text in notes
-    assert ("Grafana" in notes) is (scenario == "default")
+    assert ("Grafana" in notes) is (scenario != "minimal")

@@ -66,6 +66,19 @@ def test_secrets_byte_identical(cli, upgraded):
         assert after[name] == data, name
 
 
+@pytest.mark.parametrize("key,value,reason", [
+    ("postgresql.auth.password", "a-new-password", "PostgreSQL keeps the password it was initialised with"),
+    ("secrets.encryptionKey", "bm90LXRoZS1zYW1lLWtleS1ub3QtdGhlLXNhbWUta2V5IQ==", "stored LLM API keys"),
+    ("grafana.admin.password", "another-admin-password", "Grafana stores the admin password in its database"),
+])
+def test_upgrade_refuses_to_change_a_key_the_data_depends_on(cli, upgraded, key, value, reason):
+    proc = cli.helm("upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", f"{key}={value}",
+                    "--set", f"backend.image.tag={NEW_TAG}", check=False)
+    assert proc.returncode != 0
+    assert f"{key} differs from the value already in Secret" in proc.stderr
+    assert reason in proc.stderr
+
+
 def test_rollback_returns_previous_revision(cli, upgraded):
     before = secrets_data(cli)
     cli.helm("rollback", RELEASE, "1", "--namespace", NAMESPACE, "--wait", "--timeout", "5m")

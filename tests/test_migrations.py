@@ -2,7 +2,7 @@
 
 import pytest
 
-from chart import container, pod_spec, render_chart
+from chart import container, env_sources, pod_spec, render_chart
 
 JOB = "agentforge-migrate"
 
@@ -39,14 +39,23 @@ class TestHook:
     def test_waits_for_bundled_postgres_first(self, default_render):
         wait = pod_spec(default_render.get("Job", JOB))["initContainers"][0]
         assert "pg_isready" in wait["command"][-1]
-        env = {e["name"]: e["value"] for e in wait["env"]}
-        assert env == {"DB_HOST": "agentforge-postgresql.agentforge.svc.cluster.local", "DB_PORT": "5432"}
+        env = {e["name"]: e.get("value") for e in wait["env"]}
+        assert env["DB_HOST"] == "agentforge-postgresql.agentforge.svc.cluster.local"
+        assert env["DB_PORT"] == "5432"
+
+    def test_wait_names_a_user(self, default_render):
+        """Without one, pg_isready under a uid the image does not know never tries (tests/test_real_servers.py)."""
+        wait = pod_spec(default_render.get("Job", JOB))["initContainers"][0]
+        assert env_sources(default_render, default_render.get("Job", JOB), "wait-for-database")["PGUSER"] == (
+            "Secret", "agentforge-secrets", "POSTGRES_USER")
+        assert "--username" not in wait["command"][-1]
 
     def test_waits_for_external_database(self):
         objects = render_chart({"postgresql": {"enabled": False},
                                 "externalDatabase": {"host": "db.example.net", "port": 6432, "password": "pw"}})
         wait = pod_spec(objects.get("Job", JOB))["initContainers"][0]
-        assert {e["name"]: e["value"] for e in wait["env"]} == {"DB_HOST": "db.example.net", "DB_PORT": "6432"}
+        env = {e["name"]: e.get("value") for e in wait["env"]}
+        assert (env["DB_HOST"], env["DB_PORT"]) == ("db.example.net", "6432")
 
 
 class TestNotSelectedByBackend:
@@ -82,13 +91,29 @@ class TestPlainJob:
         assert "annotations" not in job["metadata"]
         assert job["metadata"]["name"].startswith(JOB + "-")
 
-    def test_plain_job_name_changes_with_image(self):
-        def job_name(tag):
-            values = {"migrations": {"useHelmHooks": False}, "backend": {"image": {"tag": tag}}}
-            return render_chart(values).of_kind("Job")[0]["metadata"]["name"]
+    @staticmethod
+    def job_name(backend):
+        values = {"migrations": {"useHelmHooks": False}, "backend": backend}
+        return render_chart(values).of_kind("Job")[0]["metadata"]["name"]
 
-        assert job_name("1.0.0") != job_name("1.0.1")
-        assert job_name("1.0.0") == job_name("1.0.0")
+    @pytest.mark.parametrize("change", [
+        {"image": {"tag": "1.0.1"}},
+        {"extraEnv": [{"name": "LOG_LEVEL", "value": "debug"}]},
+        {"podLabels": {"team": "ai"}},
+        {"podSecurityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}},
+    ])
+    def test_plain_job_name_changes_with_any_pod_template_change(self, change):
+        """A Job's pod template is immutable: any change must give a new Job, or the upgrade fails."""
+        assert self.job_name({}) != self.job_name(change)
+
+    def test_plain_job_name_is_stable(self):
+        # Two separate renders of the same values: the name must not depend on anything random.
+        assert self.job_name({}) == self.job_name({})
+
+    def test_plain_job_has_no_ttl(self):
+        """A GitOps tool would see a TTL-deleted Job as missing and run the migration again."""
+        job = render_chart({"migrations": {"useHelmHooks": False}}).of_kind("Job")[0]
+        assert "ttlSecondsAfterFinished" not in job["spec"]
 
     def test_disabled(self):
         assert render_chart({"migrations": {"enabled": False}}).of_kind("Job") == []

@@ -219,6 +219,32 @@ class TestPostgres:
             asyncio.run(attempt())
 
 
+class TestMigrationWait:
+    """The migration Job's wait-for-database command, run as the backend's uid, which the postgres image lacks."""
+
+    UID_WITHOUT_PASSWD_ENTRY = 54321
+
+    def run_wait(self, postgres, with_user: bool, timeout: float = 20) -> subprocess.CompletedProcess:
+        wait = container(render_chart(VALUES).get("Job", "agentforge-migrate"), "wait-for-database")
+        sources = {e["name"]: e for e in wait["env"]}
+        assert sources["PGUSER"]["valueFrom"]["secretKeyRef"]["key"] == "POSTGRES_USER"
+        env = postgres.env(DB_HOST="127.0.0.1", DB_PORT=str(postgres.port), HOME="/nonexistent")
+        if with_user:
+            env["PGUSER"] = postgres.user
+        return subprocess.run(wait["command"], env=env, capture_output=True, text=True, timeout=timeout,
+                              user=self.UID_WITHOUT_PASSWD_ENTRY)
+
+    @pytest.mark.skipif(not IS_ROOT, reason="runs the command under another uid")
+    def test_wait_ends_once_postgres_answers(self, postgres):
+        assert self.run_wait(postgres, with_user=True).returncode == 0
+
+    @pytest.mark.skipif(not IS_ROOT, reason="runs the command under another uid")
+    def test_without_a_user_name_it_would_wait_forever(self, postgres):
+        """The defect PGUSER fixes: libpq cannot name an unknown uid, so pg_isready never even tries."""
+        with pytest.raises(subprocess.TimeoutExpired):
+            self.run_wait(postgres, with_user=False, timeout=6)
+
+
 def test_postgres_pre_stop_hook_stops_fast(request, binaries, rendered):
     """The rendered preStop (`pg_ctl stop --mode=fast`) ends PostgreSQL even while a client stays connected."""
     server = PostgresServer(binaries, rendered)

@@ -136,6 +136,40 @@ spec:
       protocol: TCP
 {{- end -}}
 
+{{/* Spec of a data claim: (.Values.<component>.persistence). */}}
+{{- define "agentforge.claimSpec" -}}
+accessModes:
+  {{- toYaml .accessModes | nindent 2 }}
+{{- /* Empty: leave the field out so the cluster's default class applies; "-": no class at all. */}}
+{{- if eq .storageClass "-" }}
+storageClassName: ""
+{{- else if .storageClass }}
+storageClassName: {{ .storageClass | quote }}
+{{- end }}
+resources:
+  requests:
+    storage: {{ .size | quote }}
+{{- end -}}
+
+{{/* Checksum of a Secret the pods read: of its rendered template, or of the existing Secret's name. (list $ EXISTING TEMPLATE) */}}
+{{- define "agentforge.secretChecksum" -}}
+{{- $root := index . 0 -}}
+{{- if index . 1 -}}
+{{- index . 1 | sha256sum -}}
+{{- else -}}
+{{- include (print $root.Template.BasePath (index . 2)) $root | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every Python container (backend, collector, migrations) needs: (.Values.<component>.server). */}}
+{{- define "agentforge.pythonEnv" -}}
+- name: PYTHONPATH
+  value: {{ .pythonPath | quote }}
+# The root filesystem is read-only: no bytecode cache.
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- end -}}
+
 {{/* Secret that holds the application's secret settings. */}}
 {{- define "agentforge.secretName" -}}
 {{- default (printf "%s-secrets" (include "agentforge.fullname" .)) .Values.secrets.existingSecret -}}
@@ -149,6 +183,8 @@ spec:
 {{/*
 A secret value: the value given in values, else the one in the live Secret (so upgrades never
 regenerate it), else the generated one. (dict "root" $ "secret" NAME "key" KEY "value" GIVEN "generated" NEW)
+With "immutable" REASON and "path" VALUES-KEY, a given value that differs from the live one is refused:
+the data already written depends on the live one.
 A generated value is remembered for the rest of the render, so the Secret and the checksum
 annotations computed from it (which render the Secret again) see the same value.
 */}}
@@ -156,6 +192,9 @@ annotations computed from it (which render the Secret again) see the same value.
 {{- $live := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
 {{- $liveValue := dig "data" .key "" ($live | default dict) -}}
 {{- if .value -}}
+{{- if and .immutable $liveValue (ne .value ($liveValue | b64dec)) -}}
+{{- fail (printf "%s differs from the value already in Secret %q (key %s), which the existing data depends on: %s. Leave %s empty to keep the current value." .path .secret .key .immutable .path) -}}
+{{- end -}}
 {{- .value -}}
 {{- else if $liveValue -}}
 {{- $liveValue | b64dec -}}
@@ -240,6 +279,8 @@ Renders imagePullSecrets, securityContext and scheduling fields at the pod spec'
 {{- define "agentforge.podSettings" -}}
 {{- $root := index . 0 -}}
 {{- $values := index . 2 -}}
+{{- /* Service environment variables would leak every Service of the namespace into each container. */}}
+enableServiceLinks: false
 {{- include "agentforge.imagePullSecrets" $root }}
 {{- with $values.podSecurityContext }}
 securityContext:
@@ -283,8 +324,7 @@ annotations:
 
 {{/* checksum/config and checksum/secret annotations, so pods roll when their settings change. */}}
 {{- define "agentforge.configChecksums" -}}
-{{- $secret := ternary .Values.secrets.existingSecret (include (print .Template.BasePath "/app/secret.yaml") .) (ne .Values.secrets.existingSecret "") -}}
-{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" ($secret | sha256sum) | toYaml -}}
+{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" (include "agentforge.secretChecksum" (list . .Values.secrets.existingSecret "/app/secret.yaml")) | toYaml -}}
 {{- end -}}
 
 {{/* Environment of the backend, the data collector and the migration Job: ConfigMap and Secret. */}}

@@ -18,17 +18,7 @@ metadata:
   annotations:
     helm.sh/resource-policy: keep
 spec:
-  accessModes:
-    {{- toYaml $persistence.accessModes | nindent 4 }}
-  {{- /* Empty: leave the field out so the cluster's default class applies; "-": no class at all. */}}
-  {{- if eq $persistence.storageClass "-" }}
-  storageClassName: ""
-  {{- else if $persistence.storageClass }}
-  storageClassName: {{ $persistence.storageClass | quote }}
-  {{- end }}
-  resources:
-    requests:
-      storage: {{ $persistence.size | quote }}
+  {{- include "agentforge.claimSpec" $persistence | nindent 2 }}
 {{- end -}}
 {{- end -}}
 

@@ -11,15 +11,5 @@ moves with the chart version would make every upgrade fail.
     labels:
       {{- include "agentforge.selectorLabels" (list $root (index . 1)) | nindent 6 }}
   spec:
-    accessModes:
-      {{- toYaml $persistence.accessModes | nindent 6 }}
-    {{- /* Empty: leave the field out so the cluster's default class applies; "-": no class at all. */}}
-    {{- if eq $persistence.storageClass "-" }}
-    storageClassName: ""
-    {{- else if $persistence.storageClass }}
-    storageClassName: {{ $persistence.storageClass | quote }}
-    {{- end }}
-    resources:
-      requests:
-        storage: {{ $persistence.size | quote }}
+    {{- include "agentforge.claimSpec" $persistence | nindent 4 }}
 {{- end -}}

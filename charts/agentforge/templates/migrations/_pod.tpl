@@ -1,0 +1,60 @@
+{{/* Pod template of the migration Job: (dict "root" $ "db" DATABASE "image" BACKEND-IMAGE). */}}
+{{- define "agentforge.migrationPod" -}}
+{{- $root := .root -}}
+{{- $backend := $root.Values.backend -}}
+{{- $m := $root.Values.migrations -}}
+metadata:
+  {{- include "agentforge.podMetadata" (list $root "migrations" $backend (dict)) | nindent 2 }}
+spec:
+  restartPolicy: Never
+  serviceAccountName: {{ include "agentforge.serviceAccountName" (list $root "backend" $backend.serviceAccount) }}
+  automountServiceAccountToken: false
+  {{- include "agentforge.podSettings" (list $root "migrations" $backend) | nindent 2 }}
+  initContainers:
+    - name: wait-for-database
+      image: {{ include "agentforge.image" (list $root $root.Values.postgresql.image) }}
+      imagePullPolicy: {{ $root.Values.postgresql.image.pullPolicy }}
+      command:
+        - sh
+        - -c
+        - until pg_isready --quiet --host="$DB_HOST" --port="$DB_PORT"; do echo "waiting for $DB_HOST:$DB_PORT"; sleep 2; done
+      env:
+        - name: DB_HOST
+          value: {{ .db.host | quote }}
+        - name: DB_PORT
+          value: {{ .db.port | quote }}
+        # pg_isready never authenticates, but without a user name libpq looks up the OS user, which the
+        # image does not know under the backend's uid, and gives up without trying.
+        - name: PGUSER
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "agentforge.secretName" $root }}
+              key: POSTGRES_USER
+      {{- include "agentforge.containerSettings" (dict "containerSecurityContext" $backend.containerSecurityContext "resources" $m.waitResources) | nindent 6 }}
+  containers:
+    - name: migrate
+      image: {{ .image }}
+      imagePullPolicy: {{ $backend.image.pullPolicy }}
+      workingDir: {{ $m.workingDir }}
+      command:
+        {{- toYaml $m.command | nindent 8 }}
+      env:
+        {{- include "agentforge.pythonEnv" $backend.server | nindent 8 }}
+        {{- with $backend.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- include "agentforge.appEnvFrom" $root | nindent 6 }}
+      {{- include "agentforge.containerSettings" (dict "containerSecurityContext" $backend.containerSecurityContext "resources" $m.resources) | nindent 6 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- with $backend.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: tmp
+      emptyDir: {}
+    {{- with $backend.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end -}}
