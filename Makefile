@@ -33,11 +33,11 @@ lint: tools ## ruff on the Python code, helm lint --strict on the chart
 	.venv/bin/ruff check scripts tests ci
 	.tools/bin/helm lint --strict $(CHART)
 
-docs: ## Regenerate values.schema.json and the README parameter table from values.yaml comments
-	python3 scripts/gen_docs.py
+## Regenerate values.schema.json and the README parameter table from values.yaml comments
+	$(PY) scripts/gen_docs.py
 
 docs-check: ## Fail when values.schema.json or the parameter table is stale
-	python3 scripts/gen_docs.py --check
+	$(PY) scripts/gen_docs.py --check
 
 bench: tools ## Print helm template timings beside a scaffold chart, and the render tier's wall time
 	$(PY) scripts/bench.py

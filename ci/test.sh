@@ -9,7 +9,7 @@ export PATH="$PWD/.tools/bin:$PATH"
 
 echo "== lint"
 .venv/bin/ruff check scripts tests ci
-python3 scripts/gen_docs.py --check
+.venv/bin/python scripts/gen_docs.py --check
 .tools/bin/helm lint --strict charts/agentforge
 
 if [[ -z ${KUBECONFIG:-} ]]; then

@@ -11,6 +11,11 @@ mkdir -p "$BIN"
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
+# Python 3.11 and Go: on PATH, else where this machine image keeps them (pyenv, /usr/local/go).
+PYTHON=$(command -v python3.11 || ls -d "$HOME"/.pyenv/versions/3.11*/bin/python3.11 2>/dev/null | tail -1 || true)
+[[ -n $PYTHON ]] || { log "Python 3.11 is required"; exit 1; }
+[[ -x /usr/local/go/bin/go ]] && export PATH="$PATH:/usr/local/go/bin"
+
 # go_tool NAME VERSION PACKAGE [LDFLAGS]: go install PACKAGE@VERSION into .tools/<NAME>-<VERSION>/
 # and link it as .tools/bin/NAME. The stamp file makes a second run a no-op.
 go_tool() {
@@ -52,7 +57,7 @@ python_env() {
   want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
   log "creating .venv with the pinned Python dependencies"
-  python3.11 -m venv "$venv"
+  "$PYTHON" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT"
   echo "$want" >"$stamp"
 }
@@ -62,7 +67,7 @@ checkov_env() {
   local venv="$TOOLS/checkov-$CHECKOV_VERSION"
   if [[ ! -x "$venv/bin/checkov" ]]; then
     log "installing checkov $CHECKOV_VERSION"
-    python3.11 -m venv "$venv"
+    "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
   fi
   ln -sfn "$venv/bin/checkov" "$BIN/checkov"
