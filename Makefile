@@ -1,5 +1,7 @@
 # The commands a person types. Tools are installed, pinned, into .tools/ and .venv/ (git-ignored).
 SHELL := /bin/bash
+# Go where this machine image installs it, for shells whose PATH lacks it (CI runs with a bare environment).
+export PATH := $(PATH):/usr/local/go/bin
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 CHART := charts/agentforge

@@ -11,10 +11,9 @@ mkdir -p "$BIN"
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
-# Python 3.11 and Go: on PATH, else where this machine image keeps them (pyenv, /usr/local/go).
+# Python 3.11: on PATH, else where this machine image keeps it (pyenv).
 PYTHON=$(command -v python3.11 || ls -d "$HOME"/.pyenv/versions/3.11*/bin/python3.11 2>/dev/null | tail -1 || true)
 [[ -n $PYTHON ]] || { log "Python 3.11 is required"; exit 1; }
-[[ -x /usr/local/go/bin/go ]] && export PATH="$PATH:/usr/local/go/bin"
 
 # go_tool NAME VERSION PACKAGE [LDFLAGS]: go install PACKAGE@VERSION into .tools/<NAME>-<VERSION>/
 # and link it as .tools/bin/NAME. The stamp file makes a second run a no-op.
