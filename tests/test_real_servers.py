@@ -175,13 +175,19 @@ async def create_database(server: PostgresServer) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="module")
-def postgres(request, binaries, rendered):
+def started_postgres(request, binaries, rendered) -> PostgresServer:
+    """A PostgreSQL server, stopped when the requesting test or module ends, ready by the rendered probe."""
     server = PostgresServer(binaries, rendered)
     request.addfinalizer(server.stop)
     server.start()
     readiness = rendered["postgresql"]["readinessProbe"]["exec"]["command"]
     wait_until(lambda: probe_ok(readiness, server.probe_env()), "postgres (rendered readiness probe)", server.log)
+    return server
+
+
+@pytest.fixture(scope="module")
+def postgres(request, binaries, rendered):
+    server = started_postgres(request, binaries, rendered)
     asyncio.run(create_database(server))
     return server
 
@@ -247,11 +253,7 @@ class TestMigrationWait:
 
 def test_postgres_pre_stop_hook_stops_fast(request, binaries, rendered):
     """The rendered preStop (`pg_ctl stop --mode=fast`) ends PostgreSQL even while a client stays connected."""
-    server = PostgresServer(binaries, rendered)
-    request.addfinalizer(server.stop)
-    server.start()
-    readiness = rendered["postgresql"]["readinessProbe"]["exec"]["command"]
-    wait_until(lambda: probe_ok(readiness, server.probe_env()), "postgres", server.log)
+    server = started_postgres(request, binaries, rendered)
 
     async def hold_a_connection_and_stop():
         conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user,
