@@ -11,173 +11,54 @@ is full of URL-special characters. Every server is stopped by a finalizer, and e
 from __future__ import annotations
 
 import asyncio
-import base64
-import glob
-import os
-import pwd
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import redis
+import servers
+from servers import (
+    IS_ROOT,
+    STOP_TIMEOUT,
+    PostgresServer,
+    RedisServer,
+    create_database,
+    local_url,
+    probe_ok,
+    rendered_servers,
+    wait_until,
+)
 
-from chart import ROOT, container, render_chart
+from chart import container, render_chart
 
 pytestmark = pytest.mark.servers
 
 PASSWORD = "p@ss:w/rd%?#+ &=é"
 VALUES = {"postgresql": {"auth": {"username": "af_user", "database": "af_db", "password": PASSWORD}},
           "redis": {"auth": {"password": PASSWORD}}}
-START_TIMEOUT = 30
-STOP_TIMEOUT = 15
-IS_ROOT = os.geteuid() == 0
 
 
 # -- what the chart renders ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def rendered():
-    objects = render_chart(VALUES)
-    secret = {k: base64.b64decode(v).decode() for k, v in objects.get("Secret", "agentforge-secrets")["data"].items()}
-    return {
-        "secret": secret,
-        "config": objects.get("ConfigMap", "agentforge-config")["data"],
-        "redis_conf": objects.get("ConfigMap", "agentforge-redis")["data"]["redis.conf"],
-        "redis": container(objects.get("StatefulSet", "agentforge-redis"), "redis"),
-        "postgresql": container(objects.get("StatefulSet", "agentforge-postgresql"), "postgresql"),
-    }
-
-
-def local_url(url: str, port: int, scheme: str | None = None) -> str:
-    """The rendered URL with its host and port replaced by 127.0.0.1:port (userinfo kept, still encoded)."""
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-    return urlunsplit((scheme or parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-# -- process helpers -------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(os.path.realpath(initdb)).parent if initdb else None
+    return rendered_servers(render_chart(VALUES))
 
 
 @pytest.fixture(scope="module")
 def binaries():
-    if pg_bin() is None or not shutil.which("redis-server"):
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-test-servers.sh")], check=False, timeout=600)
-    if pg_bin() is None or not shutil.which("redis-server"):
-        pytest.fail("PostgreSQL or Redis missing: run scripts/install-test-servers.sh")
-    return {"pg": pg_bin(), "PATH": f"{pg_bin()}:{os.environ['PATH']}"}
-
-
-def wait_until(check, what: str, log: Path, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not ready after {timeout}s; log:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-
-
-def probe_ok(command: list[str], env: dict[str, str]) -> bool:
-    """Run a rendered exec probe as the kubelet would: success is exit code 0."""
-    try:
-        return subprocess.run(command, env=env, capture_output=True, timeout=10).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-# -- PostgreSQL --------------------------------------------------------------------------------------------------
-
-class PostgresServer:
-    """initdb and postgres as the `postgres` user (when root), like the image's entrypoint does with its env."""
-
-    def __init__(self, binaries: dict, rendered: dict):
-        self.bin = binaries["pg"]
-        self.path = binaries["PATH"]
-        self.user = rendered["secret"]["POSTGRES_USER"]
-        self.password = rendered["secret"]["POSTGRES_PASSWORD"]
-        self.database = rendered["config"]["POSTGRES_DB"]
-        self.port = free_port()
-        self.base = Path(tempfile.mkdtemp(prefix="af-pg-"))
-        self.data = self.base / "pgdata"
-        self.log = self.base / "postgres.log"
-        self.proc: subprocess.Popen | None = None
-        if IS_ROOT:
-            os.chown(self.base, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
-        self.account = {"user": "postgres", "group": "postgres"} if IS_ROOT else {}
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": self.path, "LANG": "C.UTF-8", "HOME": str(self.base), **extra}
-
-    def start(self) -> None:
-        pwfile = self.base / "pwfile"
-        pwfile.write_text(self.password + "\n")
-        pwfile.chmod(0o600)
-        if IS_ROOT:
-            shutil.chown(pwfile, "postgres", "postgres")
-        subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}",
-                        "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                       env=self.env(), check=True, capture_output=True, timeout=120, **self.account)
-        pwfile.unlink()
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(
-                [str(self.bin / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
-                 "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.base}", "-c", "fsync=off"],
-                env=self.env(), stdout=log, stderr=subprocess.STDOUT, process_group=0, **self.account)
-
-    def probe_env(self, **extra: str) -> dict[str, str]:
-        """The container's environment for the rendered probes: POSTGRES_USER/DB, plus the port."""
-        return self.env(POSTGRES_USER=self.user, POSTGRES_DB=self.database, PGPORT=str(self.port), **extra)
-
-    def stop(self) -> None:
-        if self.proc:
-            stop(self.proc, signal.SIGINT)  # fast shutdown
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
-async def create_database(server: PostgresServer) -> None:
-    """What the image's entrypoint does after initdb when POSTGRES_DB is not `postgres`."""
-    conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user, password=server.password,
-                                 database="postgres", timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{server.database}"')
-    finally:
-        await conn.close()
+    return servers.binaries()
 
 
 def started_postgres(request, binaries, rendered) -> PostgresServer:
     """A PostgreSQL server, stopped when the requesting test or module ends, ready by the rendered probe."""
-    server = PostgresServer(binaries, rendered)
+    server = PostgresServer(binaries, rendered["secret"]["POSTGRES_USER"], rendered["secret"]["POSTGRES_PASSWORD"],
+                            rendered["config"]["POSTGRES_DB"])
     request.addfinalizer(server.stop)
     server.start()
     readiness = rendered["postgresql"]["readinessProbe"]["exec"]["command"]
@@ -274,61 +155,6 @@ def test_postgres_pre_stop_hook_stops_fast(request, binaries, rendered):
 
 
 # -- Redis -------------------------------------------------------------------------------------------------------
-
-class RedisServer:
-    """redis-server started by the rendered start script, with the rendered redis.conf moved into a temp dir."""
-
-    def __init__(self, binaries: dict, rendered: dict):
-        self.port = free_port()
-        self.base = Path(tempfile.mkdtemp(prefix="af-redis-"))
-        self.log = self.base / "redis.log"
-        self.password = rendered["secret"]["REDIS_PASSWORD"]
-        # A redis-server first on PATH that records its arguments and whether REDIS_PASSWORD is still set, then
-        # execs the real one: Redis rewrites its process title over argv and environ, so /proc/<pid>/cmdline
-        # and /proc/<pid>/environ alone would not show what it was started with.
-        (self.base / "bin").mkdir()
-        self.argv = self.base / "argv"
-        self.env_state = self.base / "env-state"
-        wrapper = self.base / "bin" / "redis-server"
-        wrapper.write_text(
-            "#!/bin/sh\n"
-            f'printf "%s\\n" "$@" > {self.argv}\n'
-            f'if [ -n "${{REDIS_PASSWORD+set}}" ]; then echo set; else echo unset; fi > {self.env_state}\n'
-            f'exec {shutil.which("redis-server")} "$@"\n')
-        wrapper.chmod(0o755)
-        self.path = f"{self.base / 'bin'}:{binaries['PATH']}"
-        (self.base / "etc").mkdir()
-        (self.base / "run").mkdir()
-        (self.base / "data").mkdir()
-        conf = []
-        for line in rendered["redis_conf"].splitlines():
-            key = line.split(" ", 1)[0]
-            conf.append({"dir": f"dir {self.base / 'data'}", "port": f"port {self.port}"}.get(key, line))
-        conf += ["bind 127.0.0.1", "daemonize no", f"logfile {self.log}"]
-        (self.base / "etc" / "redis.conf").write_text("\n".join(conf) + "\n")
-        script = rendered["redis"]["command"][-1]
-        assert script.count("/etc/redis/redis.conf") == 1 and script.count("/run/redis/redis.conf") == 2, script
-        self.script = (script.replace("/etc/redis/redis.conf", str(self.base / "etc" / "redis.conf"))
-                       .replace("/run/redis/redis.conf", str(self.base / "run" / "redis.conf")))
-        self.command = [*rendered["redis"]["command"][:-1], self.script]
-        self.proc: subprocess.Popen | None = None
-
-    def env(self, password: str | None = None) -> dict[str, str]:
-        return {"PATH": self.path, "REDIS_PASSWORD": self.password if password is None else password}
-
-    def probe(self, command: list[str]) -> list[str]:
-        return [*command[:-1], command[-1].replace("-p 6379", f"-p {self.port}")]
-
-    def start(self) -> None:
-        self.log.touch()
-        self.proc = subprocess.Popen(self.command, env=self.env(), stdout=subprocess.DEVNULL,
-                                     stderr=self.log.open("a"), process_group=0)
-
-    def stop(self) -> None:
-        if self.proc:
-            stop(self.proc)
-        shutil.rmtree(self.base, ignore_errors=True)
-
 
 @pytest.fixture(scope="module")
 def redis_server(request, binaries, rendered):

@@ -327,13 +327,30 @@ annotations:
 {{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" (include "agentforge.secretChecksum" (list . .Values.secrets.existingSecret "/app/secret.yaml")) | toYaml -}}
 {{- end -}}
 
-{{/* Environment of the backend, the data collector and the migration Job: ConfigMap and Secret. */}}
-{{- define "agentforge.appEnvFrom" -}}
-envFrom:
-  - configMapRef:
-      name: {{ include "agentforge.configMapName" . }}
-  - secretRef:
-      name: {{ include "agentforge.secretName" . }}
+{{/*
+Variables from keys of the app Secret, each under its key's name: (list $ KEY...). Each container gets only the
+keys its code reads, not the whole Secret.
+*/}}
+{{- define "agentforge.secretEnv" -}}
+{{- $secret := include "agentforge.secretName" (index . 0) -}}
+{{- $env := list -}}
+{{- range (rest .) -}}
+{{- $env = append $env (dict "name" . "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" .))) -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/*
+Refuse server arguments that would start more than one process, or recycle or reload the only one: the in-memory
+state (WebSocket sessions, collections) lives in one process. (list "values.path" ARGS)
+*/}}
+{{- define "agentforge.refuseServerArgs" -}}
+{{- $path := index . 0 -}}
+{{- range (index . 1) }}
+{{- if regexMatch "^--(workers|reload|limit-max-requests)([= ]|$)" (toString .) }}
+{{- fail (printf "%s must not contain %q: the server runs exactly one process, which holds the in-memory state (set workers in values, which must be 1)" $path .) }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Container security context and resources: (.Values.<component>). */}}

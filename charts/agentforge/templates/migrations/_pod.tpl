@@ -36,14 +36,24 @@ spec:
       image: {{ .image }}
       imagePullPolicy: {{ $backend.image.pullPolicy }}
       workingDir: {{ $m.workingDir }}
+      # alembic/env.py hands DATABASE_URL to configparser, which reads "%" (percent-encoded passwords) as
+      # interpolation: every "%" is doubled for it, so any password works.
       command:
+        - sh
+        - -c
+        - 'export DATABASE_URL="$(printf "%s" "$DATABASE_URL" | sed "s/%/%%/g")" && exec "$@"'
+        - migrate
         {{- toYaml $m.command | nindent 8 }}
       env:
         {{- include "agentforge.pythonEnv" $backend.server | nindent 8 }}
+        {{- /* The settings module refuses to load without SECRET_KEY when DEBUG is false. */}}
+        {{- include "agentforge.secretEnv" (list $root "SECRET_KEY" "DATABASE_URL") | nindent 8 }}
         {{- with $backend.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      {{- include "agentforge.appEnvFrom" $root | nindent 6 }}
+      envFrom:
+        - configMapRef:
+            name: {{ include "agentforge.configMapName" $root }}
       {{- include "agentforge.containerSettings" (dict "containerSecurityContext" $backend.containerSecurityContext "resources" $m.resources) | nindent 6 }}
       volumeMounts:
         - name: tmp

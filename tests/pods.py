@@ -1,0 +1,478 @@
+"""Run one rendered container for real on this machine, as the kubelet would run it in a pod.
+
+What is taken from the render, unchanged: the container's command and args, workingDir, environment (env and
+envFrom, with ConfigMap and Secret references resolved from the rendered objects, or from objects the test
+declares as existing outside the chart), the pod's numeric runAsUser/runAsGroup/fsGroup, readOnlyRootFilesystem,
+allowPrivilegeEscalation, dropped capabilities, and the volumes it mounts (emptyDir, configMap and secret volumes
+are writable or read-only exactly as rendered).
+
+What stands in for the cluster:
+- the image: the root filesystem is this machine's /usr, /etc and so on, read-only, plus the image's own folders
+  (laid out by the caller, e.g. from the upstream Dockerfile) mounted read-only where the image has them;
+- the pod network: a network namespace of its own (bubblewrap), so the container listens on its rendered port
+  without colliding with anything, and reaches nothing but loopback;
+- Services: the in-cluster host names the test wires (`Upstream`) resolve, through the sandbox's /etc/hosts, to
+  loopback addresses inside the pod's namespace, where a forwarder relays each Service port to a real server the
+  test started on 127.0.0.1. Nothing in the environment is rewritten.
+- the kubelet's view of the pod: `Pod.url(port)` is a 127.0.0.1 address on this machine forwarded into the pod's
+  namespace, to the container port (probes and clients use it).
+
+Needs root: bubblewrap builds the mount and network namespaces, setpriv then drops to the pod's uid and gid with
+no capabilities and no_new_privs, and the forwarder enters the pod's network namespace (setns).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chart import Manifests, pod_spec
+
+BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+# The parts of this machine's filesystem a container image would also have, mounted read-only.
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt")
+# The PATH of the python and node base images.
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class PodError(AssertionError):
+    """The pod could not be run as rendered: the message names the container and what was missing."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A Service the pod may reach: its host name as rendered, its port, and the real server behind it."""
+
+    host: str
+    port: int
+    target_port: int
+    target_host: str = "127.0.0.1"
+
+
+# -- the rendered environment ----------------------------------------------------------------------------------
+
+@dataclass
+class ObjectStore:
+    """ConfigMaps and Secrets a pod may reference: the rendered ones plus those the test declares as existing."""
+
+    objects: Manifests
+    existing_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    existing_config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def data(self, kind: str, name: str) -> dict[str, str] | None:
+        obj = self.objects.find(kind, name)
+        if obj is not None:
+            if kind == "Secret":
+                decoded = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+                return decoded | (obj.get("stringData") or {})
+            return dict(obj.get("data") or {})
+        existing = self.existing_secrets if kind == "Secret" else self.existing_config_maps
+        return existing.get(name)
+
+
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion of command, args and env values ($$ escapes; unknown references stay)."""
+    return _VAR_REF.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+def resolve_env(store: ObjectStore, workload: dict, container: dict) -> dict[str, str]:
+    """The environment the kubelet gives the container: envFrom first, then env, references resolved."""
+    where = f"{workload['kind']}/{workload['metadata']['name']} container {container['name']}"
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        kind, ref = ("Secret", source["secretRef"]) if "secretRef" in source else ("ConfigMap", source["configMapRef"])
+        data = store.data(kind, ref["name"])
+        if data is None:
+            if ref.get("optional"):
+                continue
+            raise PodError(f"{where}: envFrom {kind} {ref['name']!r} is neither rendered nor declared as existing")
+        for key, value in data.items():
+            env[source.get("prefix", "") + key] = value
+    for var in container.get("env", []):
+        source = var.get("valueFrom")
+        if source is None:
+            env[var["name"]] = expand(var.get("value", ""), env)
+            continue
+        kind, ref = (("Secret", source["secretKeyRef"]) if "secretKeyRef" in source
+                     else ("ConfigMap", source["configMapKeyRef"]) if "configMapKeyRef" in source else (None, None))
+        if kind is None:
+            raise PodError(f"{where}: env {var['name']} uses {sorted(source)}, which this harness cannot resolve")
+        data = store.data(kind, ref["name"])
+        if data is None or ref["key"] not in data:
+            if ref.get("optional"):
+                continue
+            raise PodError(f"{where}: env {var['name']} needs key {ref['key']!r} of {kind} {ref['name']!r}, "
+                           "which is neither rendered nor declared as existing")
+        env[var["name"]] = data[ref["key"]]
+    return env
+
+
+# -- the pod network ----------------------------------------------------------------------------------------------
+
+def _enter_netns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns into the pod's network namespace: {os.strerror(err)}")
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    """Relay bytes both ways until either side closes."""
+    sel = selectors.DefaultSelector()
+    sel.register(a, selectors.EVENT_READ, b)
+    sel.register(b, selectors.EVENT_READ, a)
+    try:
+        while True:
+            for key, _ in sel.select(timeout=60):
+                data = key.fileobj.recv(65536)
+                if not data:
+                    return
+                key.data.sendall(data)
+    except OSError:
+        return
+    finally:
+        sel.close()
+        a.close()
+        b.close()
+
+
+class Forwarder:
+    """TCP relays between this machine's loopback and one pod's network namespace."""
+
+    def __init__(self, netns_path: str):
+        self.fd = os.open(netns_path, os.O_RDONLY)
+        # A thread that lives in the pod's namespace: sockets it creates belong there, whoever uses them later.
+        self.inside = ThreadPoolExecutor(1, initializer=_enter_netns, initargs=(self.fd,))
+        self.listeners: list[socket.socket] = []
+        self.closed = threading.Event()
+
+    def _listen(self, host: str, port: int, inside: bool) -> socket.socket:
+        def make() -> socket.socket:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(64)
+            return s
+        s = self.inside.submit(make).result() if inside else make()
+        self.listeners.append(s)
+        return s
+
+    def _serve(self, listener: socket.socket, connect) -> None:
+        def loop() -> None:
+            while not self.closed.is_set():
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                try:
+                    upstream = connect()
+                except OSError:
+                    client.close()
+                    continue
+                threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=loop, daemon=True).start()
+
+    def service(self, address: str, upstream: Upstream) -> None:
+        """Inside the pod: address:upstream.port relays to the real server on this machine."""
+        listener = self._listen(address, upstream.port, inside=True)
+        self._serve(listener, lambda: socket.create_connection((upstream.target_host, upstream.target_port), 10))
+
+    def expose(self, container_port: int) -> int:
+        """On this machine: a free 127.0.0.1 port that relays to the container port inside the pod."""
+        listener = self._listen("127.0.0.1", 0, inside=False)
+
+        def connect() -> socket.socket:
+            s = self.inside.submit(socket.socket, socket.AF_INET, socket.SOCK_STREAM).result()
+            s.settimeout(10)
+            s.connect(("127.0.0.1", container_port))
+            s.settimeout(None)
+            return s
+        self._serve(listener, connect)
+        return listener.getsockname()[1]
+
+    def close(self) -> None:
+        self.closed.set()
+        for s in self.listeners:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self.inside.shutdown(wait=False)
+        os.close(self.fd)
+
+
+def hosts_file(upstreams: list[Upstream], hostname: str) -> tuple[str, dict[str, str]]:
+    """/etc/hosts of the pod, and the loopback address each upstream host gets (one per host)."""
+    addresses: dict[str, str] = {}
+    lines = ["127.0.0.1\tlocalhost", f"127.0.0.1\t{hostname}"]
+    for upstream in upstreams:
+        if upstream.host not in addresses:
+            addresses[upstream.host] = f"127.0.1.{len(addresses) + 1}"
+            lines.append(f"{addresses[upstream.host]}\t{upstream.host}")
+    return "\n".join(lines) + "\n", addresses
+
+
+# -- the pod --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Image:
+    """What stands in for a container image: folders mounted read-only at image paths, and PATH entries first."""
+
+    mounts: dict[str, Path]
+    path: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Pod:
+    """One container of a rendered workload, running in a sandbox until stopped (or until it exits)."""
+
+    def __init__(self, store: ObjectStore, workload: dict, container_name: str, image: Image, *,
+                 upstreams: list[Upstream] = (), env_override: dict[str, str] | None = None,
+                 command: list[str] | None = None, name: str | None = None):
+        self.workload = workload
+        spec = pod_spec(workload)
+        self.spec = spec
+        matches = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == container_name]
+        if not matches:
+            raise PodError(f"{workload['kind']}/{workload['metadata']['name']} has no container {container_name}")
+        self.container = matches[0]
+        self.store = store
+        self.image = image
+        self.upstreams = list(upstreams)
+        self.name = name or f"{workload['metadata']['name']}-{container_name}"
+        self.env = resolve_env(store, workload, self.container) | (env_override or {})
+        self.command_override = command
+        self.base = Path(tempfile.mkdtemp(prefix=f"af-pod-{container_name}-"))
+        self.log_path = self.base / "container.log"
+        self.proc: subprocess.Popen | None = None
+        self.forwarder: Forwarder | None = None
+        self.volume_dirs: dict[str, Path] = {}
+        self._ports: dict[int, int] = {}
+
+    # what the pod runs
+    def argv(self) -> list[str]:
+        if self.command_override is not None:
+            return self.command_override
+        command = self.container.get("command")
+        args = self.container.get("args", [])
+        if not command:
+            raise PodError(f"container {self.container['name']} renders no command: the image's entrypoint would "
+                           "run, which this harness does not know")
+        return [expand(part, self.env) for part in [*command, *args]]
+
+    def identity(self) -> tuple[int, int, list[int]]:
+        pod = self.spec.get("securityContext", {})
+        ctx = {**pod, **self.container.get("securityContext", {})}
+        uid, gid = ctx.get("runAsUser"), ctx.get("runAsGroup")
+        if uid is None or gid is None:
+            raise PodError(f"container {self.container['name']} sets no numeric runAsUser/runAsGroup")
+        groups = [pod["fsGroup"]] if "fsGroup" in pod else []
+        groups += pod.get("supplementalGroups", [])
+        return uid, gid, groups
+
+    def _volume_mounts(self) -> list[str]:
+        """bwrap arguments for the container's volumeMounts, as rendered."""
+        volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        args: list[str] = []
+        ro_root = self.container.get("securityContext", {}).get("readOnlyRootFilesystem", False)
+        if not ro_root:
+            raise PodError(f"container {self.container['name']} has a writable root filesystem; this harness only "
+                           "runs read-only roots")
+        for mount in self.container.get("volumeMounts", []):
+            volume = volumes.get(mount["name"])
+            if volume is None:
+                raise PodError(f"container {self.container['name']} mounts {mount['name']!r}, which is no volume "
+                               "of the pod")
+            host = self.volume_dirs.get(mount["name"])
+            if host is None:
+                host = self.base / "volumes" / mount["name"]
+                host.mkdir(parents=True)
+                if "emptyDir" in volume or "persistentVolumeClaim" in volume:
+                    host.chmod(0o777)  # what the kubelet gives an emptyDir
+                elif "configMap" in volume or "secret" in volume:
+                    kind, ref = (("ConfigMap", volume["configMap"]) if "configMap" in volume
+                                 else ("Secret", {"name": volume["secret"]["secretName"], **volume["secret"]}))
+                    data = self.store.data(kind, ref["name"])
+                    if data is None:
+                        raise PodError(f"volume {mount['name']} needs {kind} {ref['name']!r}, which is neither "
+                                       "rendered nor declared as existing")
+                    for key, value in data.items():
+                        (host / key).write_text(value)
+                        (host / key).chmod(0o644)
+                    host.chmod(0o755)
+                else:
+                    raise PodError(f"volume {mount['name']} is of a kind this harness cannot provide: {sorted(volume)}")
+                self.volume_dirs[mount["name"]] = host
+            source = host / mount["subPath"] if mount.get("subPath") else host
+            args += ["--ro-bind" if mount.get("readOnly") else "--bind", str(source), mount["mountPath"]]
+        return args
+
+    def _bwrap(self, info_fd: int, block_fd: int, hosts: Path) -> list[str]:
+        uid, gid, groups = self.identity()
+        security = self.container.get("securityContext", {})
+        dropped = [c.upper() for c in security.get("capabilities", {}).get("drop", [])]
+        if dropped != ["ALL"]:
+            raise PodError(f"container {self.container['name']} does not drop ALL capabilities: {dropped}")
+        args = [BWRAP, "--die-with-parent", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--hostname", self.name[:63], "--info-fd", str(info_fd), "--block-fd", str(block_fd)]
+        for path in SYSTEM_DIRS:
+            if os.path.lexists(path):
+                args += (["--symlink", os.readlink(path), path] if os.path.islink(path)
+                         else ["--ro-bind", path, path])
+        args += ["--ro-bind", str(hosts), "/etc/hosts", "--proc", "/proc", "--dev", "/dev"]
+        for target, source in self.image.mounts.items():
+            args += ["--ro-bind", str(source), target]
+        args += self._volume_mounts()
+        args += ["--remount-ro", "/"]
+        if "workingDir" in self.container:
+            args += ["--chdir", self.container["workingDir"]]
+        priv = [SETPRIV, f"--reuid={uid}", f"--regid={gid}",
+                f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all"]
+        if security.get("allowPrivilegeEscalation") is False:
+            priv.append("--no-new-privs")
+        return [*args, "--", *priv, "--", *self.argv()]
+
+    def start(self) -> Pod:
+        hosts_text, addresses = hosts_file(self.upstreams, self.name[:63])
+        hosts = self.base / "hosts"
+        hosts.write_text(hosts_text)
+        hosts.chmod(0o644)
+        env = {"PATH": ":".join([*self.image.path, IMAGE_PATH]), "HOME": "/", "HOSTNAME": self.name[:63],
+               **self.image.env, **self.env}
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(self._bwrap(info_w, block_r, hosts), env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=(info_w, block_r),
+                                         process_group=0)
+        os.close(info_w)
+        os.close(block_r)
+        try:
+            with os.fdopen(info_r) as info:
+                child = json.loads(info.readline() or "{}").get("child-pid")
+            if not child:
+                raise PodError(f"bubblewrap did not start {self.name}:\n{self.logs()}")
+            self.forwarder = Forwarder(f"/proc/{child}/ns/net")
+            self.forwarder.inside.submit(_loopback_up).result()
+            for upstream in self.upstreams:
+                self.forwarder.service(addresses[upstream.host], upstream)
+            for port in self.container.get("ports", []):
+                self._ports[port["containerPort"]] = self.forwarder.expose(port["containerPort"])
+        finally:
+            os.write(block_w, b"go")
+            os.close(block_w)
+        return self
+
+    def port(self, port: int | str) -> int:
+        """The 127.0.0.1 port on this machine that reaches a container port (number or name)."""
+        if isinstance(port, str):
+            named = {p["name"]: p["containerPort"] for p in self.container.get("ports", []) if "name" in p}
+            if port not in named:
+                raise PodError(f"container {self.container['name']} has no port named {port!r}: {named}")
+            port = named[port]
+        if port not in self._ports:
+            if self.forwarder is None:
+                raise PodError("the pod is not started")
+            self._ports[port] = self.forwarder.expose(port)
+        return self._ports[port]
+
+    def url(self, port: int | str, path: str = "/", scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port(port)}{path}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        """Wait for a run-to-completion container; its exit code."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise PodError(f"{self.name} still running after {timeout}s; log:\n{self.logs()[-4000:]}") from None
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        if self.forwarder is not None:
+            self.forwarder.close()
+            self.forwarder = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _loopback_up() -> None:
+    """Bring `lo` up in the calling thread's network namespace (bubblewrap does too; this makes it certain)."""
+    import fcntl
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, struct.pack("16sH", b"lo", 0)))[1]
+        if not flags & iff_up:
+            fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
+
+
+@contextlib.contextmanager
+def running(pod: Pod) -> Iterator[Pod]:
+    try:
+        yield pod.start()
+    finally:
+        pod.cleanup()
+
+
+def wait_for_http(pod: Pod, port: int | str, path: str, timeout: float, expect: int = 200) -> float:
+    """Poll a path as a kubelet probe would until it answers `expect`; the seconds it took."""
+    import urllib.error
+    import urllib.request
+
+    started = time.monotonic()
+    url = pod.url(port, path)
+    last = ""
+    while time.monotonic() - started < timeout:
+        if not pod.running():
+            raise PodError(f"{pod.name} exited with {pod.proc.returncode} before {path} answered; log:\n"
+                           f"{pod.logs()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == expect:
+                    return time.monotonic() - started
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as err:
+            last = f"HTTP {err.code}"
+            if err.code == expect:
+                return time.monotonic() - started
+        except OSError as err:
+            last = str(err)
+        time.sleep(0.2)
+    raise PodError(f"{pod.name}: {path} did not answer {expect} within {timeout}s (last: {last}); log:\n"
+                   f"{pod.logs()[-4000:]}")
