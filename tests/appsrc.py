@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +80,8 @@ class Stage:
     args: dict[str, str] = field(default_factory=dict)
     copies: list[tuple[str | None, list[str], str]] = field(default_factory=list)  # (from stage, sources, dest)
     user: str | None = None
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -122,10 +124,14 @@ def parse_dockerfile(dockerfile: Path) -> list[Stage]:
                 if flag.startswith("--from="):
                     source_stage = flag.split("=", 1)[1]
             *sources, dest = parts
-            dest = os.path.normpath(os.path.join(stage.workdir, dest)) + ("/" if dest.endswith("/") else "")
+            is_dir = dest.endswith("/") or dest in (".", "./") or dest.endswith("/.")
+            dest = os.path.normpath(os.path.join(stage.workdir, dest)) + ("/" if is_dir else "")
             stage.copies.append((source_stage, sources, dest))
         elif word == "USER":
             stage.user = rest
+        elif word in ("ENTRYPOINT", "CMD"):
+            argv = tuple(json.loads(rest)) if rest.startswith("[") else ("/bin/sh", "-c", rest)
+            setattr(stage, word.lower(), argv)
     return stages
 
 
@@ -218,14 +224,15 @@ def python_image(component: str) -> Image:
     mounts = {f"/{top.name}": top for top in rootfs.iterdir()}
     mounts[str(venv)] = venv
     mounts[str(python_home)] = python_home
-    return Image(mounts=mounts, path=(str(venv / "bin"),), env=dict(stage.env))
+    return Image(mounts=mounts, path=(str(venv / "bin"),), env=dict(stage.env), entrypoint=stage.entrypoint,
+                 cmd=stage.cmd)
 
 
 def frontend_image() -> Image:
     src = source_root()
     target = documented_targets()["frontend"]
     build = install_dir("frontend") / "build"
-    rootfs = APP_TOOLS / "rootfs" / f"frontend-{_tree_hash(build / 'BUILD_ID.stamp')}"
+    rootfs = APP_TOOLS / "rootfs" / f"frontend-{(install_dir('frontend') / '.installed').read_text().strip()}"
     if not rootfs.exists():
         staging = rootfs.with_name(rootfs.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -236,8 +243,6 @@ def frontend_image() -> Image:
     mounts = {f"/{top.name}": top for top in rootfs.iterdir()}
     if not str(node).startswith(("/usr/", "/bin/")):
         mounts[str(node.parent)] = node.parent
-    return Image(mounts=mounts, path=(str(node.parent),), env=dict(stage.env))
+    return Image(mounts=mounts, path=(str(node.parent),), env=dict(stage.env), entrypoint=stage.entrypoint,
+                 cmd=stage.cmd)
 
-
-def python() -> str:
-    return sys.executable

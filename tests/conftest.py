@@ -47,3 +47,24 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("timings")
         for name, value in sorted(set(timings)):
             terminalreporter.write_line(f"{name.removeprefix('timing: ')}: {value}")
+
+
+@pytest.fixture(scope="session")
+def app_ready():
+    """The app tier's prerequisites: the AgentForge source, root, and its installed virtualenvs and build."""
+    import fcntl
+    import os
+
+    import appsrc
+
+    try:
+        appsrc.source_root()
+    except appsrc.SourceMissing as err:
+        pytest.fail(str(err), pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail("The app tier runs each container under the pod's uid, in namespaces of its own (bubblewrap, "
+                    "setpriv, setns): run it as root (CI does), e.g. in a throwaway VM or container.", pytrace=False)
+    appsrc.APP_TOOLS.mkdir(parents=True, exist_ok=True)
+    with open(appsrc.APP_TOOLS / ".lock", "w") as lock:  # pytest-xdist workers install once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        appsrc.ensure_installed()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import re
@@ -46,8 +47,9 @@ from chart import Manifests, pod_spec
 
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
-# The parts of this machine's filesystem a container image would also have, mounted read-only.
-SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt")
+# The parts of this machine's filesystem a container image would also have, mounted read-only. /etc is mounted
+# entry by entry, so that a volume can still be mounted under it (as a runtime creates mount points in the image).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/opt")
 # The PATH of the python and node base images.
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLONE_NEWNET = 0x40000000
@@ -60,12 +62,11 @@ class PodError(AssertionError):
 
 @dataclass(frozen=True)
 class Upstream:
-    """A Service the pod may reach: its host name as rendered, its port, and the real server behind it."""
+    """Something the pod may reach: the names it answers to, its port, and the real server on 127.0.0.1 behind it."""
 
-    host: str
+    hosts: tuple[str, ...]
     port: int
     target_port: int
-    target_host: str = "127.0.0.1"
 
 
 # -- the rendered environment ----------------------------------------------------------------------------------
@@ -171,7 +172,17 @@ class Forwarder:
         def make() -> socket.socket:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
+            # bubblewrap brings the pod's loopback up while we start: retry until its addresses exist.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    s.bind((host, port))
+                    break
+                except OSError as err:
+                    if err.errno != errno.EADDRNOTAVAIL or time.monotonic() > deadline:
+                        s.close()
+                        raise
+                    time.sleep(0.02)
             s.listen(64)
             return s
         s = self.inside.submit(make).result() if inside else make()
@@ -196,7 +207,7 @@ class Forwarder:
     def service(self, address: str, upstream: Upstream) -> None:
         """Inside the pod: address:upstream.port relays to the real server on this machine."""
         listener = self._listen(address, upstream.port, inside=True)
-        self._serve(listener, lambda: socket.create_connection((upstream.target_host, upstream.target_port), 10))
+        self._serve(listener, lambda: socket.create_connection(("127.0.0.1", upstream.target_port), 10))
 
     def expose(self, container_port: int) -> int:
         """On this machine: a free 127.0.0.1 port that relays to the container port inside the pod."""
@@ -221,14 +232,11 @@ class Forwarder:
         os.close(self.fd)
 
 
-def hosts_file(upstreams: list[Upstream], hostname: str) -> tuple[str, dict[str, str]]:
-    """/etc/hosts of the pod, and the loopback address each upstream host gets (one per host)."""
-    addresses: dict[str, str] = {}
+def hosts_file(upstreams: list[Upstream], hostname: str) -> tuple[str, list[str]]:
+    """/etc/hosts of the pod, and the loopback address of each upstream (one each, for all its names)."""
+    addresses = [f"127.0.1.{i + 1}" for i in range(len(upstreams))]
     lines = ["127.0.0.1\tlocalhost", f"127.0.0.1\t{hostname}"]
-    for upstream in upstreams:
-        if upstream.host not in addresses:
-            addresses[upstream.host] = f"127.0.1.{len(addresses) + 1}"
-            lines.append(f"{addresses[upstream.host]}\t{upstream.host}")
+    lines += [f"{address}\t{' '.join(u.hosts)}" for address, u in zip(addresses, upstreams, strict=True)]
     return "\n".join(lines) + "\n", addresses
 
 
@@ -241,6 +249,8 @@ class Image:
     mounts: dict[str, Path]
     path: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
 
 
 class Pod:
@@ -266,6 +276,7 @@ class Pod:
         self.log_path = self.base / "container.log"
         self.proc: subprocess.Popen | None = None
         self.forwarder: Forwarder | None = None
+        self.child_pid: int | None = None
         self.volume_dirs: dict[str, Path] = {}
         self._ports: dict[int, int] = {}
 
@@ -273,11 +284,11 @@ class Pod:
     def argv(self) -> list[str]:
         if self.command_override is not None:
             return self.command_override
-        command = self.container.get("command")
-        args = self.container.get("args", [])
-        if not command:
-            raise PodError(f"container {self.container['name']} renders no command: the image's entrypoint would "
-                           "run, which this harness does not know")
+        # Kubernetes: command replaces the image's ENTRYPOINT, args its CMD (which goes too when command is set).
+        command = self.container.get("command") or list(self.image.entrypoint)
+        args = self.container.get("args") or ([] if self.container.get("command") else list(self.image.cmd))
+        if not command and not args:
+            raise PodError(f"container {self.container['name']} renders no command and its image has none")
         return [expand(part, self.env) for part in [*command, *args]]
 
     def identity(self) -> tuple[int, int, list[int]]:
@@ -290,10 +301,10 @@ class Pod:
         groups += pod.get("supplementalGroups", [])
         return uid, gid, groups
 
-    def _volume_mounts(self) -> list[str]:
-        """bwrap arguments for the container's volumeMounts, as rendered."""
+    def _volume_mounts(self) -> list[tuple[str, str, str]]:
+        """(bwrap option, source, target) of the container's volumeMounts, as rendered."""
         volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
-        args: list[str] = []
+        mounts: list[tuple[str, str, str]] = []
         ro_root = self.container.get("securityContext", {}).get("readOnlyRootFilesystem", False)
         if not ro_root:
             raise PodError(f"container {self.container['name']} has a writable root filesystem; this harness only "
@@ -324,8 +335,8 @@ class Pod:
                     raise PodError(f"volume {mount['name']} is of a kind this harness cannot provide: {sorted(volume)}")
                 self.volume_dirs[mount["name"]] = host
             source = host / mount["subPath"] if mount.get("subPath") else host
-            args += ["--ro-bind" if mount.get("readOnly") else "--bind", str(source), mount["mountPath"]]
-        return args
+            mounts.append(("--ro-bind" if mount.get("readOnly") else "--bind", str(source), mount["mountPath"]))
+        return mounts
 
     def _bwrap(self, info_fd: int, block_fd: int, hosts: Path) -> list[str]:
         uid, gid, groups = self.identity()
@@ -339,10 +350,30 @@ class Pod:
             if os.path.lexists(path):
                 args += (["--symlink", os.readlink(path), path] if os.path.islink(path)
                          else ["--ro-bind", path, path])
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for entry in sorted(os.scandir("/etc"), key=lambda e: e.name):
+            if entry.name != "hosts":
+                args += (["--symlink", os.readlink(entry.path), entry.path] if entry.is_symlink()
+                         else ["--ro-bind", entry.path, entry.path])
         args += ["--ro-bind", str(hosts), "/etc/hosts", "--proc", "/proc", "--dev", "/dev"]
-        for target, source in self.image.mounts.items():
-            args += ["--ro-bind", str(source), target]
-        args += self._volume_mounts()
+        mounts: list[tuple[str, str, str]] = [("--ro-bind", str(source), target)
+                                              for target, source in self.image.mounts.items()]
+        mounts += self._volume_mounts()
+        for _, _, target in mounts:
+            # A container runtime creates the mount points a volume needs in the image: so do we, in its folder.
+            for image_target, source in self.image.mounts.items():
+                if target.startswith(image_target.rstrip("/") + "/"):
+                    (Path(source) / os.path.relpath(target, image_target)).mkdir(parents=True, exist_ok=True)
+        bound, made = [*SYSTEM_DIRS], {"/etc"}
+        for option, source, target in mounts:
+            # bubblewrap would make missing parents 0700, which the pod's uid could not cross: make them 0755, as
+            # an image's folders are, unless they lie inside something already mounted.
+            for parent in map(str, list(reversed(Path(target).parents))[1:]):
+                if parent not in made and not any(parent == b or parent.startswith(b + "/") for b in bound):
+                    args += ["--perms", "0755", "--dir", parent]
+                    made.add(parent)
+            args += [option, source, target]
+            bound.append(target)
         args += ["--remount-ro", "/"]
         if "workingDir" in self.container:
             args += ["--chdir", self.container["workingDir"]]
@@ -370,17 +401,18 @@ class Pod:
         os.close(block_r)
         try:
             with os.fdopen(info_r) as info:
-                child = json.loads(info.readline() or "{}").get("child-pid")
+                child = json.loads(info.read() or "{}").get("child-pid")
             if not child:
                 raise PodError(f"bubblewrap did not start {self.name}:\n{self.logs()}")
+            self.child_pid = child
             self.forwarder = Forwarder(f"/proc/{child}/ns/net")
-            self.forwarder.inside.submit(_loopback_up).result()
-            for upstream in self.upstreams:
-                self.forwarder.service(addresses[upstream.host], upstream)
+            for address, upstream in zip(addresses, self.upstreams, strict=True):
+                self.forwarder.service(address, upstream)
             for port in self.container.get("ports", []):
                 self._ports[port["containerPort"]] = self.forwarder.expose(port["containerPort"])
         finally:
-            os.write(block_w, b"go")
+            with contextlib.suppress(BrokenPipeError):  # bubblewrap already gone: the error above says why
+                os.write(block_w, b"go")
             os.close(block_w)
         return self
 
@@ -399,6 +431,28 @@ class Pod:
 
     def url(self, port: int | str, path: str = "/", scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self.port(port)}{path}"
+
+    def processes(self) -> list[dict]:
+        """The container's processes (bubblewrap's own init left out): pid, uid, gid, effective capabilities,
+        no_new_privs and command line, read from /proc of this machine."""
+        if self.child_pid is None:
+            return []
+        namespace = os.readlink(f"/proc/{self.child_pid}/ns/pid")
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") != namespace or os.readlink(f"/proc/{entry}/exe") == BWRAP:
+                    continue
+                status = dict(line.split(":", 1) for line in Path(f"/proc/{entry}/status").read_text().splitlines())
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            out.append({"pid": int(entry), "uid": int(status["Uid"].split()[1]), "gid": int(status["Gid"].split()[1]),
+                        "CapEff": int(status["CapEff"], 16), "NoNewPrivs": int(status["NoNewPrivs"]),
+                        "cmdline": cmdline})
+        return out
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -428,18 +482,6 @@ class Pod:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def _loopback_up() -> None:
-    """Bring `lo` up in the calling thread's network namespace (bubblewrap does too; this makes it certain)."""
-    import fcntl
-    import struct
-
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, struct.pack("16sH", b"lo", 0)))[1]
-        if not flags & iff_up:
-            fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,331 @@
+"""The backend, run for real: AgentForge's backend code laid out as docker/Dockerfile.backend lays it out, started
+with the rendered command, environment, uid and mounts, after the migration Job and the wait-for-redis init
+container, against real PostgreSQL and Redis and the real data collector (tests/appstack.py). Every scenario in
+which the backend's containers differ runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from urllib.parse import urlsplit
+
+import appsrc
+import asyncpg
+import pytest
+import redis
+import yaml
+from apphttp import exposition_types, request, sample_labels, websocket_handshake
+from appstack import Stack, distinct_scenarios, release
+from pods import wait_for_http
+
+from chart import pod_spec
+
+pytestmark = pytest.mark.app
+SCENARIOS = distinct_scenarios("backend", "wait-for-redis", "backend")
+REDIS_UNAVAILABLE = "Redis unavailable"
+USER = {"email": "conformance@example.com", "password": "Conformance1-password", "display_name": "Conformance"}
+# What the ingress controller adds in front of the backend (TRUSTED_PROXY_COUNT=1): the client, then itself.
+CLIENT_IP, PROXY_IP = "203.0.113.7", "10.0.0.5"
+
+
+def probe_budget(probe: dict) -> float:
+    return probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def stack(request, app_ready):
+    stack = Stack(release(request.param))
+    request.addfinalizer(stack.close)
+    stack.start_postgres()
+    stack.start_redis()
+    backend_image = appsrc.python_image("backend")
+    stack.run_to_completion("migrations", "wait-for-database", backend_image, timeout=60)
+    stack.run_to_completion("migrations", "migrate", backend_image, timeout=300)
+    collector = stack.serve("data-collector", "data-collector", appsrc.python_image("data-collector"), upstreams=[])
+    wait_for_http(collector, "http", "/api/v1/health", 60)
+    stack.run_to_completion("backend", "wait-for-redis", backend_image, timeout=60)
+    started = time.monotonic()
+    backend = stack.serve("backend", "backend", backend_image)
+    startup = stack.rel.container("backend", "backend")["startupProbe"]
+    stack.startup_seconds = wait_for_http(backend, startup["httpGet"]["port"], startup["httpGet"]["path"],
+                                          probe_budget(startup))
+    stack.started = time.monotonic() - started
+    return stack
+
+
+@pytest.fixture(scope="module")
+def user(stack):
+    """A user registered and logged in through the ingress controller (X-Forwarded-For)."""
+    headers = {"X-Forwarded-For": f"{CLIENT_IP}, {PROXY_IP}"}
+    backend = stack.pods["backend"]
+    status, body = request(backend, "POST", "/api/v1/auth/register", USER, headers)
+    assert status == 201, body
+    status, tokens = request(backend, "POST", "/api/v1/auth/login",
+                             {"email": USER["email"], "password": USER["password"]}, headers)
+    assert status == 200, tokens
+    return tokens
+
+
+class TestProbes:
+    def test_every_probe_path_answers_within_the_startup_budget(self, stack, record_property):
+        container = stack.rel.container("backend", "backend")
+        record_property(f"timing: app {stack.rel.scenario}: backend startup probe passed after",
+                        f"{stack.startup_seconds:.1f} s (budget {probe_budget(container['startupProbe']):.0f} s)")
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            get = container[kind]["httpGet"]
+            status, body = request(stack.pods["backend"], "GET", get["path"], port=get["port"])
+            assert status == 200, f"{kind} {get}: {status} {body}"
+
+    def test_listens_on_the_port_its_service_targets(self, stack):
+        service = stack.rel.service("backend")["spec"]["ports"][0]
+        status, _ = request(stack.pods["backend"], "GET", "/api/v1/health", port=service["targetPort"])
+        assert status == 200
+
+
+def test_one_server_process_under_the_pod_identity(stack):
+    """One uvicorn process (no worker supervisor), as the pod's uid and gid, with no capability left."""
+    spec = pod_spec(stack.rel.workload("backend"))
+    processes = stack.pods["backend"].processes()
+    assert len(processes) == 1, processes
+    (process,) = processes
+    assert "uvicorn" in process["cmdline"]
+    assert (process["uid"], process["gid"]) == (spec["securityContext"]["runAsUser"],
+                                                spec["securityContext"]["runAsGroup"])
+    assert process["CapEff"] == 0 and process["NoNewPrivs"] == 1
+
+
+class TestDatabase:
+    def test_register_and_login_write_through_database_url(self, stack, user):
+        assert user["access_token"] and user["refresh_token"]
+
+        async def stored():
+            pg = stack.postgres
+            conn = await asyncpg.connect(host="127.0.0.1", port=pg.port, user=pg.user, password=pg.password,
+                                         database=pg.database, timeout=10)
+            try:
+                return await conn.fetchval("SELECT display_name FROM users WHERE email = $1", USER["email"])
+            finally:
+                await conn.close()
+
+        assert asyncio.run(stored()) == USER["display_name"]
+
+
+class TestRedis:
+    def test_rate_limiter_writes_its_key_through_redis_url(self, stack, user):
+        env = stack.rel.env("backend", "backend")
+        database = int(urlsplit(env["REDIS_URL"]).path.lstrip("/") or 0)
+        window = env["AUTH_RATE_WINDOW_SECONDS"]
+        client = redis.Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password or None,
+                             db=database, socket_timeout=5, decode_responses=True)
+        try:
+            key = f"auth_rate_limit:{CLIENT_IP}:{window}s"
+            assert client.zcard(key) == 2, (f"{key} in db {database}: the register and the login; keys there: "
+                                             f"{client.keys('*')}")
+        finally:
+            client.close()
+        assert REDIS_UNAVAILABLE not in stack.pods["backend"].logs()
+
+    def test_wait_for_redis_needs_an_authenticated_pong(self, stack):
+        """The init container keeps waiting when its password is wrong: the PING it sends authenticates."""
+        if not stack.redis.password:
+            pytest.skip("this scenario's Redis has no password")
+        pod = stack.pod("backend", "wait-for-redis", appsrc.python_image("backend"),
+                        env_override={"REDISCLI_AUTH": stack.redis.password + "-wrong"}).start()
+        time.sleep(4)
+        assert pod.running(), pod.logs()
+        assert "waiting for Redis" in pod.logs()
+        container = stack.rel.container("backend", "wait-for-redis")
+        assert stack.redis.password not in json.dumps([container.get("command"), container.get("args")])
+
+
+def test_backend_started_without_redis_runs_unguarded(app_ready):
+    """Why the backend waits for Redis: started while Redis does not answer, it says so once and never again
+    checks (every Redis-backed guard is off for the life of the process)."""
+    stack = Stack(release("default"))
+    try:
+        stack.start_postgres()
+        backend = stack.serve("backend", "backend", appsrc.python_image("backend"))
+        wait_for_http(backend, "http", "/api/v1/health", 120)
+        assert REDIS_UNAVAILABLE in backend.logs()
+    finally:
+        stack.close()
+
+
+class TestWebSockets:
+    @staticmethod
+    def frontend_ws_prefix() -> str:
+        """The path the frontend opens its chat WebSockets on, read from its source."""
+        for path in appsrc.source_root().joinpath("frontend").rglob("*.ts*"):
+            if "node_modules" in path.parts or "__tests__" in path.parts:
+                continue
+            match = re.search(r"\$\{\w+\}(/[\w/-]*/ws/[\w/-]*/)\$\{", path.read_text())
+            if match:
+                return match.group(1)
+        raise AssertionError("no WebSocket URL found in the frontend source")
+
+    @staticmethod
+    def routed_to_backend(path: str) -> list[str]:
+        """Which edge objects (Ingress, HTTPRoute) of the all-options render send `path` to the backend."""
+        rel = release("all-options")
+        backend = rel.service("backend")["metadata"]["name"]
+        routes = []
+        for ingress in rel.objects.of_kind("Ingress"):
+            for rule in ingress["spec"]["rules"]:
+                best = max((p for p in rule["http"]["paths"] if path.startswith(p["path"])),
+                           key=lambda p: len(p["path"]), default=None)
+                if best and best["backend"]["service"]["name"] == backend:
+                    routes.append(f"Ingress/{ingress['metadata']['name']}")
+        matches = [(m["path"]["value"], ref["name"]) for route in rel.objects.of_kind("HTTPRoute")
+                   for r in route["spec"]["rules"] for m in r["matches"] for ref in r["backendRefs"]
+                   if path.startswith(m["path"]["value"])]
+        if matches and max(matches, key=lambda m: len(m[0]))[1] == backend:
+            routes.append("HTTPRoute")
+        return routes
+
+    def test_the_edge_routes_the_websocket_path_to_the_backend(self):
+        prefix = self.frontend_ws_prefix()
+        assert sorted(set(r.split("/")[0] for r in self.routed_to_backend(prefix + "x"))) == ["HTTPRoute", "Ingress"]
+
+    def test_authenticated_handshake_succeeds_and_anonymous_is_refused(self, stack, user):
+        token = user["access_token"]
+        status, conversation = request(stack.pods["backend"], "POST", "/api/v1/conversations",
+                                       {"title": "conformance"}, {"Authorization": f"Bearer {token}"})
+        assert status == 201, conversation
+        path = f"{self.frontend_ws_prefix()}{conversation['id']}"
+        assert websocket_handshake(stack.pods["backend"], f"{path}?token={token}") == (101, True)
+        status, _ = websocket_handshake(stack.pods["backend"], path)
+        assert status == 403
+        status, _ = websocket_handshake(stack.pods["backend"], f"{path}?token=not-a-token")
+        assert status == 403
+
+
+# -- metrics ---------------------------------------------------------------------------------------------------
+
+def scrape_endpoints(rel) -> list[tuple[str, str]]:
+    """(container port name, path) the render's Prometheus scrapes the backend on: the bundled Prometheus'
+    relabelling keeps one port name, its job one metrics path; a PodMonitor names both."""
+    out = []
+    for cm in rel.objects.of_kind("ConfigMap"):
+        config = cm.get("data", {}).get("prometheus.yml")
+        if not config:
+            continue
+        for job in yaml.safe_load(config)["scrape_configs"]:
+            ports = [r["regex"] for r in job.get("relabel_configs", [])
+                     if r.get("source_labels") == ["__meta_kubernetes_pod_container_port_name"]
+                     and r.get("action") == "keep"]
+            if ports:
+                out.append((ports[0], job.get("metrics_path", "/metrics")))
+    for monitor in rel.objects.of_kind("PodMonitor"):
+        if monitor["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/component") == "backend":
+            out += [(e["port"], e.get("path", "/metrics")) for e in monitor["spec"]["podMetricsEndpoints"]]
+    return out
+
+
+def dashboard_queries(rel) -> list[str]:
+    for cm in rel.objects.of_kind("ConfigMap"):
+        for key, text in cm.get("data", {}).items():
+            if key.endswith(".json") and '"panels"' in text:
+                return [t["expr"] for p in json.loads(text)["panels"] for t in p.get("targets", [])]
+    raise AssertionError(f"{rel.scenario}: no dashboard in the render")
+
+
+def query_parts(expr: str) -> tuple[dict[str, set[str]], set[str]]:
+    """({metric: label names it is matched on}, grouping labels) of a PromQL expression."""
+    grouping = {label.strip() for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
+                for label in group.split(",") if label.strip()}
+    bare = re.sub(r"\b(?:by|without)\s*\([^)]*\)", " ", expr)
+    bare = re.sub(r"\[[^\]]*\]", " ", bare)
+    metrics: dict[str, set[str]] = {}
+    for name, matchers in re.findall(r"(?<![\w$])([a-zA-Z_:][\w:]*)(?![\w:])\s*(\{[^}]*\})?(?!\s*\()", bare):
+        if re.fullmatch(r"[0-9.]+|le|on|ignoring|group_left|group_right|bool|offset", name):
+            continue
+        metrics.setdefault(name, set()).update(re.findall(r"(\w+)\s*[=!]~?", matchers or ""))
+    return metrics, grouping
+
+
+CODE_METRICS = """
+import json
+import prometheus_client
+import backend.shared.metrics as m
+out = {}
+for value in vars(m).values():
+    if isinstance(value, prometheus_client.metrics.MetricWrapperBase):
+        names = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}[value._type]
+        for suffix in names:
+            out[value._name + suffix] = list(value._labelnames) + (["le"] if suffix == "_bucket" else [])
+print(json.dumps(out))
+"""
+
+
+def test_metrics_expose_every_metric_and_label_the_dashboard_uses(stack, user, record_property):
+    rel = stack.rel
+    endpoints = scrape_endpoints(rel)
+    if not endpoints:
+        pytest.skip(f"{rel.scenario} renders no scrape configuration")
+    backend = stack.pods["backend"]
+    # Labels of metrics that have no sample yet (no LLM call happens here) come from the code's definitions.
+    probe = stack.pod("backend", "backend", appsrc.python_image("backend"), command=["python", "-c", CODE_METRICS])
+    probe.start()
+    assert probe.wait(60) == 0, probe.logs()
+    defined = json.loads(probe.logs().strip().splitlines()[-1])
+    for port, path in endpoints:
+        status, text = request(backend, "GET", path, port=port)
+        assert status == 200, (port, path, text)
+        types = exposition_types(text)
+        samples = sample_labels(text)
+        targets = {r["target_label"] for cm in rel.objects.of_kind("ConfigMap")
+                   if "prometheus.yml" in cm.get("data", {})
+                   for job in yaml.safe_load(cm["data"]["prometheus.yml"])["scrape_configs"]
+                   for r in job.get("relabel_configs", []) if "target_label" in r} | {"job", "instance"}
+        for expr in dashboard_queries(rel):
+            metrics, grouping = query_parts(expr)
+            assert metrics, expr
+            for name, matched in metrics.items():
+                family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+                assert family in types, f"{expr}: {name} is not exposed on {port}{path}"
+                labels = samples.get(name, set()) | set(defined.get(name, []))
+                assert matched <= labels, f"{expr}: {name} has no label {matched - labels} (has {labels})"
+                assert grouping <= labels | targets, f"{expr}: grouping {grouping - labels - targets} unknown"
+    record_property(f"timing: app {rel.scenario}: dashboard queries checked", str(len(dashboard_queries(rel))))
+
+
+# -- the data collector, through the backend ----------------------------------------------------------------------
+
+COLLECTOR_READS = """
+import json
+import httpx
+from backend.shared.config import settings
+base = settings.DATA_COLLECTOR_URL.rstrip("/")
+with httpx.Client(timeout=10) as client:
+    created = client.post(f"{base}/api/v1/collections", json={"source_type": "file"})
+    created.raise_for_status()
+collection = created.json()["id"]
+codes = []
+for _ in range(30):
+    with httpx.Client(timeout=10) as client:  # a new connection for every read
+        codes.append(client.get(f"{base}/api/v1/collections/{collection}/status").status_code)
+print(json.dumps({"base": base, "codes": codes}))
+"""
+
+
+def test_backend_reaches_the_collector_and_reads_back_its_collections(stack):
+    """The backend's own settings and HTTP client, in the backend's pod: DATA_COLLECTOR_URL leads through the
+    collector's Service to its one process, which answers every later read of a collection it created."""
+    pod = stack.pod("backend", "backend", appsrc.python_image("backend"), command=["python", "-c", COLLECTOR_READS])
+    pod.start()
+    assert pod.wait(120) == 0, pod.logs()
+    result = json.loads(pod.logs().strip().splitlines()[-1])
+    assert result["base"] == stack.rel.env("backend", "backend")["DATA_COLLECTOR_URL"]
+    assert result["codes"] == [200] * 30, result
+
+
+def test_encryption_key_is_accepted_by_the_code(stack):
+    """ENCRYPTION_KEY as the backend receives it encrypts and decrypts with the app's own AES-256-GCM code."""
+    script = ("from backend.shared.encryption import decrypt_api_key, encrypt_api_key\n"
+              "ciphertext, nonce = encrypt_api_key('sk-test')\n"
+              "assert decrypt_api_key(ciphertext, nonce) == 'sk-test'\nprint('round-trip ok')\n")
+    pod = stack.pod("backend", "backend", appsrc.python_image("backend"), command=["python", "-c", script]).start()
+    assert pod.wait(60) == 0, pod.logs()
+    assert "round-trip ok" in pod.logs()

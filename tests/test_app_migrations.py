@@ -1,0 +1,106 @@
+"""The migration Job, run for real: its wait-for-database container and `alembic upgrade head`, with the backend
+image's layout (docker/Dockerfile.backend) and AgentForge's own migrations, against a real PostgreSQL configured
+from the render. Every scenario in which the Job's containers differ runs (tests/appstack.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import appsrc
+import asyncpg
+import pytest
+from appstack import HOSTILE_PASSWORD, Stack, distinct_scenarios, release
+from pods import Upstream
+from servers import free_port, url_credentials
+
+pytestmark = pytest.mark.app
+SCENARIOS = distinct_scenarios("migrations", "wait-for-database", "migrate")
+
+
+def head_revisions() -> set[str]:
+    """The code's head revision(s): revisions that no other migration names as its down_revision."""
+    revisions, downs = set(), set()
+    for path in appsrc.source_root().joinpath("backend", "alembic", "versions").glob("*.py"):
+        text = path.read_text()
+        match = re.search(r'^revision\s*(?::\s*str\s*)?=\s*["\']([^"\']+)', text, re.M)
+        if match:
+            revisions.add(match.group(1))
+            downs.update(re.findall(r'["\']([^"\']+)["\']',
+                                    re.search(r"^down_revision.*$", text, re.M).group(0).split("=", 1)[1]))
+    return revisions - downs
+
+
+async def database_state(server) -> tuple[list, list]:
+    """alembic_version and every column of the public schema: what a migration run changes."""
+    conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user, password=server.password,
+                                 database=server.database, timeout=10)
+    try:
+        version = [r[0] for r in await conn.fetch("SELECT version_num FROM alembic_version")]
+        columns = [tuple(r) for r in await conn.fetch(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY 1, 2")]
+        return version, columns
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def migrated(request, app_ready):
+    stack = Stack(release(request.param))
+    request.addfinalizer(stack.close)
+    stack.start_postgres()
+    image = appsrc.python_image("backend")
+    started = time.monotonic()
+    stack.run_to_completion("migrations", "wait-for-database", image, timeout=60)
+    waited = time.monotonic() - started
+    first = stack.run_to_completion("migrations", "migrate", image, timeout=300)
+    after_first = asyncio.run(database_state(stack.postgres))
+    started = time.monotonic()
+    second = stack.run_to_completion("migrations", "migrate", image, timeout=300)
+    rerun = time.monotonic() - started
+    after_second = asyncio.run(database_state(stack.postgres))
+    return {"stack": stack, "first": first, "second": second, "after_first": after_first,
+            "after_second": after_second, "waited": waited, "rerun": rerun}
+
+
+def test_upgrade_reaches_the_code_head(migrated, record_property):
+    heads = head_revisions()
+    assert heads, "no head revision found in backend/alembic/versions"
+    version, columns = migrated["after_first"]
+    assert set(version) == heads, f"alembic_version {version}, the code's head {heads}"
+    assert {c[0] for c in columns} >= {"users", "conversations", "messages"}, columns
+    scenario = migrated["stack"].rel.scenario
+    record_property(f"timing: app {scenario}: wait-for-database ended after", f"{migrated['waited']:.1f} s")
+    record_property(f"timing: app {scenario}: alembic upgrade head run again", f"{migrated['rerun']:.1f} s")
+
+
+def test_running_it_again_changes_nothing(migrated):
+    assert migrated["after_second"] == migrated["after_first"]
+    assert "Running upgrade" not in migrated["second"].logs(), migrated["second"].logs()
+
+
+def test_password_with_every_special_character(migrated):
+    """The password reaches PostgreSQL intact through the percent-encoded URL and alembic's configparser."""
+    stack = migrated["stack"]
+    _, password = url_credentials(stack.rel.env("migrations", "migrate")["DATABASE_URL"])
+    assert password == stack.postgres.password
+    if stack.rel.scenario == "default":
+        assert password == HOSTILE_PASSWORD and set("%@:/# é") <= set(password)
+    assert "Running upgrade" in migrated["first"].logs()
+
+
+def test_wait_for_database_keeps_waiting_while_nothing_answers(app_ready):
+    """The wait container really waits: pointed at a port where nothing listens, it is still running."""
+    rel = release("default")
+    stack = Stack(rel)
+    try:
+        port = rel.service("postgresql")["spec"]["ports"][0]["port"]
+        stack.upstreams.append(Upstream(rel.service_hosts("postgresql"), port, free_port()))
+        pod = stack.pod("migrations", "wait-for-database", appsrc.python_image("backend")).start()
+        time.sleep(4)
+        assert pod.running(), pod.logs()
+        assert "waiting for" in pod.logs()
+    finally:
+        stack.close()
