@@ -225,7 +225,7 @@ def python_image(component: str) -> Image:
     mounts[str(venv)] = venv
     mounts[str(python_home)] = python_home
     return Image(mounts=mounts, path=(str(venv / "bin"),), env=dict(stage.env), entrypoint=stage.entrypoint,
-                 cmd=stage.cmd)
+                 cmd=stage.cmd, workdir=stage.workdir)
 
 
 def frontend_image() -> Image:
@@ -244,5 +244,5 @@ def frontend_image() -> Image:
     if not str(node).startswith(("/usr/", "/bin/")):
         mounts[str(node.parent)] = node.parent
     return Image(mounts=mounts, path=(str(node.parent),), env=dict(stage.env), entrypoint=stage.entrypoint,
-                 cmd=stage.cmd)
+                 cmd=stage.cmd, workdir=stage.workdir)
 

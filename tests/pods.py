@@ -251,6 +251,7 @@ class Image:
     env: dict[str, str] = field(default_factory=dict)
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    workdir: str = "/"
 
 
 class Pod:
@@ -375,8 +376,7 @@ class Pod:
             args += [option, source, target]
             bound.append(target)
         args += ["--remount-ro", "/"]
-        if "workingDir" in self.container:
-            args += ["--chdir", self.container["workingDir"]]
+        args += ["--chdir", self.container.get("workingDir") or self.image.workdir]
         priv = [SETPRIV, f"--reuid={uid}", f"--regid={gid}",
                 f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all"]

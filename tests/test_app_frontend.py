@@ -1,0 +1,56 @@
+"""The frontend, run for real: AgentForge's Next.js frontend built as docker/Dockerfile.frontend.prod builds it
+(scripts/install-app.sh: `npm ci` and `next build`), laid out as its runtime stage lays it out, and started with
+the image's command and the rendered environment, uid, read-only root filesystem and writable mounts."""
+
+from __future__ import annotations
+
+import appsrc
+import pytest
+from apphttp import request
+from appstack import Stack, distinct_scenarios, release
+from pods import wait_for_http
+
+from chart import pod_spec
+
+pytestmark = pytest.mark.app
+SCENARIOS = distinct_scenarios("frontend", "frontend")
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def frontend(request, app_ready):
+    stack = Stack(release(request.param))
+    request.addfinalizer(stack.close)
+    pod = stack.serve("frontend", "frontend", appsrc.frontend_image(), upstreams=[])
+    startup = stack.rel.container("frontend", "frontend")["startupProbe"]
+    budget = startup.get("initialDelaySeconds", 0) + startup["periodSeconds"] * startup["failureThreshold"]
+    pod.startup_seconds = wait_for_http(pod, startup["httpGet"]["port"], startup["httpGet"]["path"], budget)
+    pod.rel = stack.rel
+    return pod
+
+
+def test_home_page_and_probes(frontend, record_property):
+    record_property(f"timing: app {frontend.rel.scenario}: frontend startup probe passed after",
+                    f"{frontend.startup_seconds:.1f} s")
+    status, body = request(frontend, "GET", "/")
+    assert status == 200
+    assert "<html" in body
+    container = frontend.rel.container("frontend", "frontend")
+    for kind in ("readinessProbe", "livenessProbe"):
+        get = container[kind]["httpGet"]
+        assert request(frontend, "GET", get["path"], port=get["port"])[0] == 200, kind
+
+
+def test_serves_its_static_assets(frontend):
+    """The page's scripts come from .next/static, which the runtime stage copies beside server.js."""
+    _, body = request(frontend, "GET", "/login")
+    scripts = [s for s in body.split('"') if s.startswith("/_next/static/") and s.endswith(".js")]
+    assert scripts, body[:1000]
+    assert request(frontend, "GET", scripts[0])[0] == 200
+
+
+def test_runs_as_the_image_user(frontend):
+    spec = pod_spec(frontend.workload)
+    processes = frontend.processes()
+    assert processes and all((p["uid"], p["gid"]) == (spec["securityContext"]["runAsUser"],
+                                                      spec["securityContext"]["runAsGroup"]) for p in processes)
+    assert appsrc.documented_targets()["frontend"].uid == spec["securityContext"]["runAsUser"]
