@@ -25,12 +25,12 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import yaml
+
 import appsrc
 import servers
-import yaml
-from pods import Image, ObjectStore, Pod, Upstream, resolve_env
-
 from chart import CHART, SCENARIOS, Manifests, deep_merge, pod_spec, render_chart
+from pods import Image, ObjectStore, Pod, Upstream, resolve_env
 
 # % @ : / #, a space and a non-ASCII letter: what breaks URLs (percent-encoding) and configparser (interpolation).
 HOSTILE_PASSWORD = "p%40 @:/#é%"

@@ -11,16 +11,16 @@ import re
 import time
 from urllib.parse import urlsplit
 
-import appsrc
 import asyncpg
 import pytest
 import redis
 import yaml
 from apphttp import exposition_types, request, sample_labels, websocket_handshake
-from appstack import Stack, distinct_scenarios, release
-from pods import wait_for_http
 
+import appsrc
+from appstack import Stack, distinct_scenarios, release
 from chart import pod_spec
+from pods import wait_for_http
 
 pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("backend", "wait-for-redis", "backend")

@@ -4,13 +4,13 @@ database, no Redis and no Secret). Every scenario in which its container differs
 
 from __future__ import annotations
 
-import appsrc
 import pytest
 from apphttp import exposition_types, request
-from appstack import Stack, distinct_scenarios, release
-from pods import wait_for_http
 
+import appsrc
+from appstack import Stack, distinct_scenarios, release
 from chart import pod_spec
+from pods import wait_for_http
 
 pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("data-collector", "data-collector")

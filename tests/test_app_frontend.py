@@ -4,13 +4,13 @@ the image's command and the rendered environment, uid, read-only root filesystem
 
 from __future__ import annotations
 
-import appsrc
 import pytest
 from apphttp import request
-from appstack import Stack, distinct_scenarios, release
-from pods import wait_for_http
 
+import appsrc
+from appstack import Stack, distinct_scenarios, release
 from chart import pod_spec
+from pods import wait_for_http
 
 pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("frontend", "frontend")

@@ -8,9 +8,10 @@ import asyncio
 import re
 import time
 
-import appsrc
 import asyncpg
 import pytest
+
+import appsrc
 from appstack import HOSTILE_PASSWORD, Stack, distinct_scenarios, release
 from pods import Upstream
 from servers import free_port, url_credentials

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import re
 
-import appsrc
 import pytest
+
+import appsrc
 from appstack import Stack, distinct_scenarios, release
 
 pytestmark = pytest.mark.app

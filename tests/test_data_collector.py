@@ -1,4 +1,4 @@
-"""Data collector: uvicorn on 8001 with several workers, the shared settings, and a PDB that never blocks a drain."""
+"""Data collector: one uvicorn process on 8001 (its collections live in memory), no settings, no Secret, no PDB."""
 
 import pytest
 
@@ -15,46 +15,50 @@ def command(objects):
     return container(collector(objects), "data-collector")["command"]
 
 
-
-
 class TestServer:
     def test_one_replica(self, default_render):
         assert collector(default_render)["spec"]["replicas"] == 1
 
-    def test_uvicorn_two_workers_on_8001(self, default_render):
+    def test_uvicorn_one_worker_on_8001(self, default_render):
         cmd = command(default_render)
         assert cmd[:2] == ["uvicorn", "data_collector.main:app"]
         assert flag(cmd, "host") == "0.0.0.0"
         assert flag(cmd, "port") == "8001"
-        assert flag(cmd, "workers") == "2"
+        assert flag(cmd, "workers") == "1"
 
-    def test_layout_matches_the_backend_image(self, default_render):
+    def test_layout_of_the_collector_image(self, default_render):
+        """docker/Dockerfile.collector: the code in /src/data_collector, PYTHONPATH=/src (test_app_data_collector.py
+        runs it so)."""
         c = container(collector(default_render), "data-collector")
-        assert c["workingDir"] == "/app"
-        assert env_of(c)["PYTHONPATH"]["value"] == "/app"
+        assert c["workingDir"] == "/src"
+        assert env_of(c)["PYTHONPATH"]["value"] == "/src"
         assert c["image"] == "agentforge/data-collector:0.10.0"
 
     def test_grace_period_covers_graceful_shutdown(self, default_render):
         spec = pod_spec(collector(default_render))
         assert spec["terminationGracePeriodSeconds"] > int(flag(command(default_render), "timeout-graceful-shutdown"))
 
-    def test_module_workers_and_extra_args_are_values(self):
+    def test_module_and_extra_args_are_values(self):
         objects = render_chart({"dataCollector": {"server": {
-            "module": "collector.app:api", "workers": 4, "extraArgs": ["--log-level=debug"]}}})
+            "module": "collector.app:api", "extraArgs": ["--log-level=debug"]}}})
         cmd = command(objects)
         assert cmd[1] == "collector.app:api"
-        assert flag(cmd, "workers") == "4"
         assert cmd[-1] == "--log-level=debug"
 
-    def test_command_override_replaces_uvicorn(self):
-        gunicorn = ["gunicorn", "-w", "2", "-k", "uvicorn.workers.UvicornWorker", "-b", "0.0.0.0:8001",
-                    "data_collector.main:app"]
-        objects = render_chart({"dataCollector": {"server": {"command": gunicorn}}})
-        assert command(objects) == gunicorn
+    @pytest.mark.parametrize("values,where", [
+        ({"server": {"workers": 2}}, "/dataCollector/server/workers"),
+        ({"server": {"workers": "1"}}, "/dataCollector/server/workers"),
+        ({"replicaCount": 2}, "/dataCollector/replicaCount"),
+        ({"server": {"command": ["gunicorn", "-w", "2"]}}, "/dataCollector/server"),
+        ({"pdb": {"enabled": True}}, "/dataCollector"),
+    ])
+    def test_more_than_one_process_refused(self, values, where):
+        assert f"at '{where}'" in render_error({"dataCollector": values})
 
-    @pytest.mark.parametrize("workers", [0, "2"])
-    def test_bad_worker_count_refused(self, workers):
-        assert "workers" in render_error({"dataCollector": {"server": {"workers": workers}}})
+    @pytest.mark.parametrize("arg", ["--workers=2", "--workers", "--reload", "--limit-max-requests=100"])
+    def test_extra_args_cannot_add_processes(self, arg):
+        stderr = render_error({"dataCollector": {"server": {"extraArgs": ["--log-level=info", arg]}}})
+        assert f'dataCollector.server.extraArgs must not contain "{arg}"' in stderr
 
     def test_module_without_app_refused(self):
         stderr = render_error({"dataCollector": {"server": {"module": "data_collector"}}})
@@ -62,23 +66,22 @@ class TestServer:
 
 
 class TestSettings:
-    def test_reads_the_shared_configmap_and_secret(self, default_render):
+    """The collector reads no environment variable and connects to no database (test_app_settings.py proves it
+    on the code): it gets no app ConfigMap or Secret."""
+
+    def test_no_settings_and_no_secret(self, default_render):
         c = container(collector(default_render), "data-collector")
-        assert c["envFrom"] == [{"configMapRef": {"name": "agentforge-config"}},
-                                {"secretRef": {"name": "agentforge-secrets"}}]
-        sources = env_sources(default_render, collector(default_render), "data-collector")
-        for key in ("DATABASE_URL", "REDIS_URL"):
-            assert sources[key] == ("Secret", "agentforge-secrets", key)
-        for key in ("DEFAULT_RATE_LIMIT_SECONDS", "MAX_COLLECTION_SIZE_MB", "PII_DETECTION_ENABLED"):
-            assert sources[key] == ("ConfigMap", "agentforge-config", key)
+        assert "envFrom" not in c
+        assert set(env_sources(default_render, collector(default_render), "data-collector")) == {
+            "PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
 
-    def test_pods_roll_on_settings_change(self, default_render):
-        annotations = collector(default_render)["spec"]["template"]["metadata"]["annotations"]
-        assert {"checksum/config", "checksum/secret"} <= set(annotations)
+    def test_no_settings_checksums(self, default_render):
+        annotations = collector(default_render)["spec"]["template"]["metadata"].get("annotations", {})
+        assert not [a for a in annotations if a.startswith("checksum/")]
 
-    def test_existing_secret_is_read(self):
+    def test_existing_secret_not_read(self):
         objects = render_chart({"secrets": {"existingSecret": "my-secrets"}})
-        assert {"secretRef": {"name": "my-secrets"}} in container(collector(objects), "data-collector")["envFrom"]
+        assert "my-secrets" not in str(collector(objects))
 
 
 class TestProbesAndSecurity:
@@ -109,19 +112,6 @@ class TestService:
 
 
 class TestDisruptionBudget:
-    def test_off_by_default_with_one_replica(self, default_render):
+    def test_none_with_its_one_replica(self, default_render):
+        """A budget on the one pod would allow no eviction and block every node drain."""
         assert default_render.find("PodDisruptionBudget", COLLECTOR) is None
-
-    def test_enabled_at_one_replica_refused_by_schema(self):
-        stderr = render_error({"dataCollector": {"pdb": {"enabled": True, "minAvailable": 1}}})
-        assert "at '/dataCollector/pdb/enabled': value must be false" in stderr
-
-    def test_at_replica_count_refused_by_template(self):
-        stderr = render_error({"dataCollector": {"replicaCount": 2, "pdb": {"enabled": True, "minAvailable": 2}}})
-        assert "dataCollector.pdb.minAvailable (2) must be below the data-collector replica count (2)" in stderr
-
-    def test_enabled_with_two_replicas(self):
-        objects = render_chart({"dataCollector": {"replicaCount": 2, "pdb": {"enabled": True}}})
-        pdb = objects.get("PodDisruptionBudget", COLLECTOR)
-        assert pdb["spec"]["minAvailable"] == 1
-        assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "data-collector"

@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from chart import pod_spec, render_chart, render_error
+from chart import env_sources, pod_spec, render_chart, render_error
 
 PASSWORD = "p@ss:w/rd%?#+ &=é"
 EXTERNAL_DB = {"postgresql": {"enabled": False},
@@ -47,7 +47,6 @@ class TestExternalDatabase:
         assert (url.hostname, url.port, url.path, url.username) == ("db.example.net", 6432, "/af_prod", "af_app")
         assert unquote(url.password) == PASSWORD
         assert (data["POSTGRES_USER"], data["POSTGRES_PASSWORD"]) == ("af_app", PASSWORD)
-        assert objects.get("ConfigMap", "agentforge-config")["data"]["POSTGRES_DB"] == "af_prod"
 
     def test_migrations_wait_for_the_external_host(self, objects):
         wait = pod_spec(objects.get("Job", "agentforge-migrate"))["initContainers"][0]
@@ -102,10 +101,10 @@ class TestBothExternal:
             if obj["kind"] != "Secret":
                 assert PASSWORD not in json.dumps(obj, ensure_ascii=False), f"{obj['kind']}/{obj['metadata']['name']}"
 
-    def test_applications_still_read_both_urls(self, objects):
-        for name in ("agentforge-backend", "agentforge-data-collector"):
-            env_from = pod_spec(objects.get("Deployment", name))["containers"][0]["envFrom"]
-            assert {"secretRef": {"name": "agentforge-secrets"}} in env_from
+    def test_backend_still_reads_both_urls(self, objects):
+        sources = env_sources(objects, objects.get("Deployment", "agentforge-backend"), "backend")
+        for key in ("DATABASE_URL", "REDIS_URL"):
+            assert sources[key] == ("Secret", "agentforge-secrets", key)
 
 
 @pytest.mark.parametrize("values,key", [

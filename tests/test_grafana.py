@@ -14,11 +14,11 @@ DASHBOARDS = "agentforge-grafana-dashboards"
 DASHBOARD_FILE = CHART / "files" / "dashboards" / "agentforge.json"
 DEFAULT_UID = "agentforge-prometheus"
 
-# Metrics the backend exports (/work/shared/agentforge-app.md): a panel may query these and nothing else.
+# Metrics the backend exports and sets (test_app_backend.py checks them against the running app): a panel may query
+# these and nothing else. The app also defines websocket_connections_active but never sets it: no panel uses it.
 EXPORTED_METRICS = {
     "http_requests_total", "http_request_duration_seconds", "llm_tokens_total", "llm_cost_dollars_total",
     "llm_request_duration_seconds", "pipeline_executions_total", "pipeline_duration_seconds",
-    "websocket_connections_active",
 }
 HISTOGRAMS = {"http_request_duration_seconds", "llm_request_duration_seconds", "pipeline_duration_seconds"}
 

@@ -12,11 +12,14 @@ from chart import ROOT, render_chart, render_error
 
 FRONTEND, BACKEND = "agentforge-frontend", "agentforge-backend"
 CRDS = ROOT / "tests" / "crds" / "gateway-api"
-ON = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"}}}
+# Routes on a Gateway that pins clients to backend pods by a policy of its own (standard channel).
+BY_GATEWAY = {"providedByGateway": True}
+ON = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"},
+                    "sessionPersistence": BY_GATEWAY}}
 PERSISTENCE = {"httpRoute": {**ON["httpRoute"], "sessionPersistence": {"enabled": True}}}
 # A Gateway in the release's namespace, one listener, the optional /ws path and another timeout.
 CUSTOM = {"httpRoute": {"enabled": True, "parentRef": {"name": "gw", "sectionName": "https"}, "wsPath": True,
-                        "backendTimeout": "90m"}}
+                        "backendTimeout": "90m", "sessionPersistence": BY_GATEWAY}}
 # A browser-session cookie, no timeout.
 SESSION = {"httpRoute": {**ON["httpRoute"], "backendTimeout": "0s",
                          "sessionPersistence": {"enabled": True, "sessionName": "af", "absoluteTimeout": ""}}}
@@ -189,6 +192,33 @@ class TestWebSocketTimeouts:
     @pytest.mark.parametrize("value", ["1 hour", "3600", "1d", "100000s"])
     def test_bad_timeout_rejected(self, value):
         assert "backendTimeout" in render_error({"httpRoute": {**ON["httpRoute"], "backendTimeout": value}})
+
+
+class TestAffinity:
+    """Discussion sessions and pipeline runs live in one backend pod: with several, the route needs affinity."""
+
+    BARE = {"enabled": True, "parentRef": {"name": "public"}}
+
+    @pytest.mark.parametrize("backend,pods", [
+        ({}, 5),
+        ({"autoscaling": {"enabled": False}, "replicaCount": 2}, 2),
+        ({"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}, 2),
+    ])
+    def test_several_backend_pods_without_affinity_refused(self, backend, pods):
+        stderr = render_error({"httpRoute": self.BARE, "backend": backend})
+        assert f"httpRoute.enabled with up to {pods} backend pods needs affinity" in stderr
+        for key in ("httpRoute.sessionPersistence.enabled=true", "httpRoute.sessionPersistence.providedByGateway=true",
+                    "backend.autoscaling.enabled=false, backend.replicaCount=1"):
+            assert key in stderr
+
+    @pytest.mark.parametrize("values", [
+        {"httpRoute": {**BARE, "sessionPersistence": {"enabled": True}}},
+        {"httpRoute": {**BARE, "sessionPersistence": {"providedByGateway": True}}},
+        {"httpRoute": BARE,
+         "backend": {"autoscaling": {"enabled": False}, "replicaCount": 1, "pdb": {"enabled": False}}},
+    ])
+    def test_affinity_or_one_pod_accepted(self, values):
+        assert len(render_chart(values).of_kind("HTTPRoute")) == 2
 
 
 class TestSessionPersistence:

@@ -17,7 +17,8 @@ PORTS = {"frontend": 3000, "backend": 8000, "data-collector": 8001, "postgresql"
 ALL_PORTS = sorted(set(PORTS.values()))
 EXTERNAL_DB = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.com"}}
 EXTERNAL_REDIS = {"redis": {"enabled": False}, "externalRedis": {"host": "redis.example.com"}}
-GATEWAY = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"}}}
+GATEWAY = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"},
+                          "sessionPersistence": {"providedByGateway": True}}}
 MONITORING_OFF = {"monitoring": {"enabled": False}}
 
 
@@ -64,12 +65,13 @@ class Scene:
         return self.cluster.reachability(self.pods + self.outsiders, self.pods, ALL_PORTS)
 
 
-# The default install. The seed's design note (its NetworkPolicy section and service-to-service table): the
-# database only from the backend, the data collector and the migration Job; Redis only from the backend and the
-# data collector; from outside the release, the frontend and the backend only, from the ingress controller's
-# namespace. Extended by the monitoring paths (Prometheus scrapes the backend's and the data collector's metrics,
-# served on their HTTP ports; Grafana queries Prometheus) and by the `helm test` pod's health check of the backend.
-# Grafana's UI is not reachable from outside unless networkPolicy.grafanaFromIngress.
+# The default install. The seed's design note (its NetworkPolicy section and service-to-service table), narrowed to
+# what the code connects to (test_app_*.py run it): the database only from the backend and the migration Job; Redis
+# only from the backend (the data collector reads no setting and connects to neither); from outside the release,
+# the frontend and the backend only, from the ingress controller's namespace. Extended by the monitoring paths
+# (Prometheus scrapes the backend's and the data collector's metrics, served on their HTTP ports; Grafana queries
+# Prometheus) and by the `helm test` pod's health check of the backend. Grafana's UI is not reachable from outside
+# unless networkPolicy.grafanaFromIngress.
 DEFAULT = {
     ("ingress-controller", "frontend", 3000),
     ("ingress-controller", "backend", 8000),
@@ -78,8 +80,6 @@ DEFAULT = {
     ("backend", "data-collector", 8001),
     ("backend", "postgresql", 5432),
     ("backend", "redis", 6379),
-    ("data-collector", "postgresql", 5432),
-    ("data-collector", "redis", 6379),
     ("migrations", "postgresql", 5432),
     ("prometheus", "backend", 8000),
     ("prometheus", "data-collector", 8001),
@@ -96,7 +96,6 @@ EXTERNAL_DATABASE = {
     ("ingress-neighbour", "backend", 8000),
     ("backend", "data-collector", 8001),
     ("backend", "redis", 6379),
-    ("data-collector", "redis", 6379),
     ("prometheus", "backend", 8000),
     ("prometheus", "data-collector", 8001),
     ("grafana", "prometheus", 9090),
@@ -207,7 +206,8 @@ class TestOtherReleaseInTheNamespace:
         cluster, pods = two
         for release in (RELEASE, "second"):
             assert cluster.allowed(pods[f"{release}/backend"], pods[f"{release}/postgresql"], 5432)
-            assert cluster.allowed(pods[f"{release}/data-collector"], pods[f"{release}/redis"], 6379)
+            assert cluster.allowed(pods[f"{release}/backend"], pods[f"{release}/redis"], 6379)
+            assert not cluster.allowed(pods[f"{release}/data-collector"], pods[f"{release}/redis"], 6379)
 
 
 class TestPolicyShape:
@@ -232,7 +232,8 @@ class TestPolicyShape:
 
     def test_gateway_in_the_release_namespace_by_default(self):
         """A Gateway without a namespace is in the route's; with the Ingress on too, both edges may reach in."""
-        scene = Scene({"httpRoute": {"enabled": True, "parentRef": {"name": "local"}}})
+        scene = Scene({"httpRoute": {"enabled": True, "parentRef": {"name": "local"},
+                                     "sessionPersistence": {"providedByGateway": True}}})
         local_gateway = Pod("local-gw", NAMESPACE, {"app": "gateway"}, "10.99.0.2")
         assert scene.cluster.allowed(local_gateway, scene.pod("frontend"), 3000)
         assert scene.cluster.allowed(local_gateway, scene.pod("backend"), 8000)
@@ -314,7 +315,7 @@ class TestEgress:
         assert scene.cluster.allowed(scene.pod("backend"), self.LLM_API, 443)
 
     def test_in_release_matrix_unchanged(self, scene):
-        assert scene.matrix() == EXTERNAL_DATABASE - {("backend", "redis", 6379), ("data-collector", "redis", 6379)}
+        assert scene.matrix() == EXTERNAL_DATABASE - {("backend", "redis", 6379)}
 
     def test_dns_for_every_pod(self, scene):
         for pod in scene.pods:
@@ -332,14 +333,14 @@ class TestEgress:
         assert not scene.cluster.allowed(pod, self.ELSEWHERE, 443)
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("data-collector", True), ("migrations", True), ("frontend", False), ("grafana", False)])
+        ("backend", True), ("data-collector", False), ("migrations", True), ("frontend", False), ("grafana", False)])
     def test_external_database_cidr(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.DATABASE, 5432) is allowed
         assert not scene.cluster.allowed(pod, self.ELSEWHERE, 5432)
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("data-collector", True), ("migrations", False), ("frontend", False)])
+        ("backend", True), ("data-collector", False), ("migrations", False), ("frontend", False)])
     def test_external_redis_without_cidr_opens_its_port_only(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.ELSEWHERE, 6379) is allowed

@@ -92,7 +92,7 @@ class TestCredentials:
         sources = env_sources(default_render, statefulset(default_render), "postgresql")
         assert sources["POSTGRES_USER"] == ("Secret", "agentforge-secrets", "POSTGRES_USER")
         assert sources["POSTGRES_PASSWORD"] == ("Secret", "agentforge-secrets", "POSTGRES_PASSWORD")
-        assert sources["POSTGRES_DB"] == ("ConfigMap", "agentforge-config", "POSTGRES_DB")
+        assert sources["POSTGRES_DB"] == ("literal", "", "agentforge")
 
     def test_existing_secret_is_read(self):
         objects = render_chart({"secrets": {"existingSecret": "my-secrets"}})

@@ -11,7 +11,6 @@ is full of URL-special characters. Every server is stopped by a finalizer, and e
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import stat
 import subprocess
@@ -21,7 +20,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis
+
 import servers
+from chart import container, render_chart
 from servers import (
     IS_ROOT,
     STOP_TIMEOUT,
@@ -33,8 +34,6 @@ from servers import (
     rendered_servers,
     wait_until,
 )
-
-from chart import container, render_chart
 
 pytestmark = pytest.mark.servers
 
@@ -58,7 +57,7 @@ def binaries():
 def started_postgres(request, binaries, rendered) -> PostgresServer:
     """A PostgreSQL server, stopped when the requesting test or module ends, ready by the rendered probe."""
     server = PostgresServer(binaries, rendered["secret"]["POSTGRES_USER"], rendered["secret"]["POSTGRES_PASSWORD"],
-                            rendered["config"]["POSTGRES_DB"])
+                            {e["name"]: e.get("value") for e in rendered["postgresql"]["env"]}["POSTGRES_DB"])
     request.addfinalizer(server.stop)
     server.start()
     readiness = rendered["postgresql"]["readinessProbe"]["exec"]["command"]

@@ -5,9 +5,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from chart import SECRET_ENV_NAMES, env_sources, pod_spec, render_chart
+from chart import SECRET_ENV_NAMES, env_sources, pod_spec, render_chart, render_error
 
 SECRET = "agentforge-secrets"
+ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(100, 132))).decode()
 APP_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
                    "DATABASE_URL", "REDIS_URL"}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
@@ -33,14 +34,20 @@ def test_secret_kept_on_uninstall(default_render):
     assert default_render.get("Secret", SECRET)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
-@pytest.mark.parametrize("workload,container", [
-    (("Deployment", "agentforge-backend"), "backend"),
-    (("Job", "agentforge-migrate"), "migrate"),
+@pytest.mark.parametrize("workload,container,keys", [
+    (("Deployment", "agentforge-backend"), "backend", {"SECRET_KEY", "ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL"}),
+    (("Job", "agentforge-migrate"), "migrate", {"SECRET_KEY", "DATABASE_URL"}),
+    (("Deployment", "agentforge-backend"), "wait-for-redis", {"REDISCLI_AUTH"}),
+    (("Job", "agentforge-migrate"), "wait-for-database", {"PGUSER"}),
+    (("Deployment", "agentforge-data-collector"), "data-collector", set()),
 ])
-def test_secret_env_read_from_the_app_secret(default_render, workload, container):
+def test_each_container_gets_only_the_secret_keys_its_code_reads(default_render, workload, container, keys):
+    """Least privilege: no container gets the whole Secret (test_app_settings.py checks the names on the code)."""
     sources = env_sources(default_render, default_render.get(*workload), container)
-    for key in APP_SECRET_KEYS:
-        assert sources[key] == ("Secret", SECRET, key)
+    from_secret = {env: key for env, (kind, name, key) in sources.items() if kind == "Secret"}
+    assert set(from_secret) == keys
+    assert all(name == SECRET for kind, name, _ in sources.values() if kind == "Secret")
+    assert all(env == key for env, key in from_secret.items() if env != "REDISCLI_AUTH" and env != "PGUSER")
 
 
 def test_secret_env_vars_never_literal_or_from_configmaps(default_render):
@@ -63,15 +70,15 @@ def test_generated_values_have_strength(default_render):
     data = decoded(default_render.get("Secret", SECRET))
     assert len(data["SECRET_KEY"]) == 64
     assert len(data["POSTGRES_PASSWORD"]) == 32 and len(data["REDIS_PASSWORD"]) == 32
-    # ENCRYPTION_KEY is a Fernet key: 32 bytes in url-safe base64.
+    # ENCRYPTION_KEY: an AES-256-GCM key, 32 bytes in url-safe base64 (test_app_backend.py uses it with the app's code).
     assert len(base64.urlsafe_b64decode(data["ENCRYPTION_KEY"])) == 32
 
 
 def test_given_values_win():
-    values = {"secrets": {"secretKey": "s" * 40, "encryptionKey": "e" * 44},
+    values = {"secrets": {"secretKey": "s" * 40, "encryptionKey": ENCRYPTION_KEY},
               "postgresql": {"auth": {"password": "pg"}}, "redis": {"auth": {"password": "rd"}}}
     data = decoded(render_chart(values).get("Secret", SECRET))
-    assert (data["SECRET_KEY"], data["ENCRYPTION_KEY"]) == ("s" * 40, "e" * 44)
+    assert (data["SECRET_KEY"], data["ENCRYPTION_KEY"]) == ("s" * 40, ENCRYPTION_KEY)
     assert (data["POSTGRES_PASSWORD"], data["REDIS_PASSWORD"]) == ("pg", "rd")
 
 
@@ -117,9 +124,8 @@ class TestExistingSecret:
         assert all("SECRET_KEY" not in s.get("data", {}) for s in objects.of_kind("Secret"))
 
     def test_pods_read_the_existing_secret(self, objects):
-        backend = objects.get("Deployment", "agentforge-backend")
-        env_from = pod_spec(backend)["containers"][0]["envFrom"]
-        assert {"secretRef": {"name": "my-app-secrets"}} in env_from
+        sources = env_sources(objects, objects.get("Deployment", "agentforge-backend"), "backend")
+        assert {name for kind, name, _ in sources.values() if kind == "Secret"} == {"my-app-secrets"}
 
 
 def test_llm_api_keys_secret_loaded_by_backend_only():
@@ -142,8 +148,38 @@ class TestChecksums:
         assert a["checksum/secret"] == b["checksum/secret"]
 
     def test_secret_change_rolls_pods(self):
-        base = {"secrets": {"secretKey": "a" * 40, "encryptionKey": "k"},
+        base = {"secrets": {"secretKey": "a" * 40, "encryptionKey": ENCRYPTION_KEY},
                 "postgresql": {"auth": {"password": "x"}}, "redis": {"auth": {"password": "y"}}}
-        changed = {**base, "secrets": {"secretKey": "b" * 40, "encryptionKey": "k"}}
+        changed = {**base, "secrets": {"secretKey": "b" * 40, "encryptionKey": ENCRYPTION_KEY}}
         assert self.annotations(base)["checksum/secret"] == self.annotations(base)["checksum/secret"]
         assert self.annotations(base)["checksum/secret"] != self.annotations(changed)["checksum/secret"]
+
+
+class TestKeyFormats:
+    """The schema refuses keys the backend cannot use (test_app_settings.py checks the same cases against the
+    app's own code)."""
+
+    @pytest.mark.parametrize("key", [
+        base64.urlsafe_b64encode(bytes(31)).decode(),            # 31 bytes
+        base64.urlsafe_b64encode(bytes(33)).decode(),            # 33 bytes
+        base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="),  # no padding: the decoder refuses it
+        "k" * 44,                                                  # not base64 of anything
+        "gAAAAABh" + "A" * 36,                                     # 44 characters, not a key
+    ])
+    def test_encryption_key_that_is_not_one_refused(self, key):
+        assert "at '/secrets/encryptionKey'" in render_error({"secrets": {"encryptionKey": key}})
+
+    @pytest.mark.parametrize("key", [
+        base64.urlsafe_b64encode(bytes(range(200, 232))).decode(),  # url-safe (-, _)
+        base64.b64encode(bytes(range(200, 232))).decode(),          # standard (+, /), which the decoder also takes
+    ])
+    def test_encryption_key_of_32_bytes_accepted(self, key):
+        assert decoded(render_chart({"secrets": {"encryptionKey": key}}).get("Secret", SECRET))["ENCRYPTION_KEY"] == key
+
+    @pytest.mark.parametrize("length,refused", [(1, True), (31, True), (32, False)])
+    def test_secret_key_of_at_least_32_characters(self, length, refused):
+        values = {"secrets": {"secretKey": "x" * length}}
+        if refused:
+            assert "at '/secrets/secretKey'" in render_error(values)
+        else:
+            render_chart(values)
