@@ -6,15 +6,16 @@ export PATH := $(PATH):/usr/local/go/bin
 PY := .venv/bin/python
 CHART := charts/agentforge
 
-.PHONY: help tools test test-render test-e2e lint docs docs-check demo demo-down bench package publish clean
+.PHONY: help tools test test-render test-app test-e2e lint docs docs-check demo demo-down bench package publish clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-tools: ## Install the pinned toolchain: helm v4 and v3, promtool, registry, checkov, Python deps, test servers, the local control plane
+tools: ## Install the pinned toolchain: helm v4 and v3, promtool, registry, checkov, Python deps, test servers, the local control plane, the app's virtualenvs and frontend build
 	bash scripts/install-tools.sh
 	bash scripts/install-test-servers.sh
 	bash scripts/kube/build.sh
+	bash scripts/install-app.sh
 
 demo: tools ## Start the local Kubernetes API server, helm install the chart on it, show the release
 	bash scripts/demo.sh
@@ -22,11 +23,14 @@ demo: tools ## Start the local Kubernetes API server, helm install the chart on 
 demo-down: ## Stop the local cluster and delete its state
 	bash scripts/kube/cluster.sh down
 
-test: tools ## Run every test: lint, generated-docs check, render tests, real-server and cluster tests
+test: tools ## Run every test: lint, generated-docs check, render, real-server, app-conformance and cluster tests
 	bash ci/test.sh
 
 test-render: tools ## Run the render-only tests (no servers, no cluster)
-	$(PY) -m pytest -m "not e2e and not servers" -n 2
+	$(PY) -m pytest -m "not e2e and not servers and not app" -n 2
+
+test-app: tools ## Run AgentForge's own code (AGENTFORGE_SRC, default ../shared/agentforge-src) in the rendered pods
+	$(PY) -m pytest -m app -n 2 --dist loadfile -p no:cacheprovider
 
 test-e2e: tools ## Run the end-to-end tests on KUBECONFIG's cluster, else the local one
 	bash ci/test.sh -m e2e
@@ -35,7 +39,7 @@ lint: tools ## ruff on the Python code, helm lint --strict on the chart
 	.venv/bin/ruff check scripts tests ci
 	.tools/bin/helm lint --strict $(CHART)
 
-## Regenerate values.schema.json and the README parameter table from values.yaml comments
+docs: ## Regenerate values.schema.json and the README parameter table from values.yaml comments
 	$(PY) scripts/gen_docs.py
 
 docs-check: ## Fail when values.schema.json or the parameter table is stale
