@@ -68,7 +68,7 @@ def test_secrets_byte_identical(cli, upgraded):
 
 @pytest.mark.parametrize("key,value,reason", [
     ("postgresql.auth.password", "a-new-password", "PostgreSQL keeps the password it was initialised with"),
-    ("secrets.encryptionKey", "bm90LXRoZS1zYW1lLWtleS1ub3QtdGhlLXNhbWUta2V5IQ==", "stored LLM API keys"),
+    ("secrets.encryptionKey", "YW5vdGhlci0zMi1ieXRlLWtleS1mb3ItdGhlLXRlc3Q=", "stored LLM API keys"),
     ("grafana.admin.password", "another-admin-password", "Grafana stores the admin password in its database"),
 ])
 def test_upgrade_refuses_to_change_a_key_the_data_depends_on(cli, upgraded, key, value, reason):
