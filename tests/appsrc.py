@@ -154,7 +154,8 @@ def _copy(source: Path, dest: Path, ignore_patterns: list[str]) -> None:
 
 def lay_out(dockerfile: Path, context: Path, rootfs: Path, stage_outputs: dict[str, Path] | None = None) -> Stage:
     """Copy what the Dockerfile's last stage COPYs from its build context (or from an earlier stage, whose WORKDIR
-    `stage_outputs` maps to a folder here) into rootfs at the same paths. Returns the stage (its ENV, USER)."""
+    `stage_outputs` maps to a folder here, or to None when a virtualenv provides what it builds) into rootfs at the
+    same paths. Returns the stage (its ENV, USER)."""
     stages = parse_dockerfile(dockerfile)
     final = stages[-1]
     ignore_file = context / ".dockerignore"
@@ -166,9 +167,11 @@ def lay_out(dockerfile: Path, context: Path, rootfs: Path, stage_outputs: dict[s
                 origin = context / source
             else:
                 earlier = next(s for s in stages if s.name == source_stage)
-                base = (stage_outputs or {}).get(source_stage)
-                if base is None:
+                if source_stage not in (stage_outputs or {}):
                     raise AssertionError(f"{dockerfile.name} copies from stage {source_stage}, which was not built")
+                base = stage_outputs[source_stage]
+                if base is None:  # what that stage builds is provided otherwise (a virtualenv)
+                    continue
                 origin = base / os.path.relpath(os.path.normpath(os.path.join(earlier.workdir, source)),
                                                 earlier.workdir)
             target = rootfs / dest.lstrip("/")
@@ -207,42 +210,49 @@ def ensure_installed() -> None:
         raise AssertionError(f"scripts/install-app.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
 
 
-def python_image(component: str) -> Image:
-    """The image of a Python component: its Dockerfile's layout, and its virtualenv standing in for the base image's
-    /usr/local (first on PATH, like /usr/local/bin there)."""
+def _rootfs(key: str, dockerfile: Path, context: Path, stage_outputs: dict[str, Path] | None = None) -> Path:
+    """The image's folders laid out once under .tools/app/rootfs/<key> (pytest-xdist workers may race: the first
+    rename wins)."""
+    rootfs = APP_TOOLS / "rootfs" / key
+    if not rootfs.exists():
+        staging = rootfs.with_name(f"{key}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        lay_out(dockerfile, context, staging, stage_outputs)
+        try:
+            staging.rename(rootfs)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return rootfs
+
+
+def _image(rootfs: Path, stage: Stage, path: Path, extra: dict[str, Path]) -> Image:
+    mounts = {f"/{top.name}": top for top in rootfs.iterdir()} | extra
+    return Image(mounts=mounts, path=(str(path),), env=dict(stage.env), entrypoint=stage.entrypoint, cmd=stage.cmd,
+                 workdir=stage.workdir)
+
+
+def python_image(component: str, dockerfile: str | None = None) -> Image:
+    """The image of a Python component: the layout of its documented Dockerfile (or of `dockerfile`), and its
+    virtualenv standing in for the base image's /usr/local (first on PATH, like /usr/local/bin there)."""
     src = source_root()
     target = documented_targets()[component]
-    venv = install_dir(target.context)
-    rootfs = APP_TOOLS / "rootfs" / f"{component}-{_tree_hash(src / target.context, src / target.dockerfile)}"
-    if not rootfs.exists():
-        staging = rootfs.with_name(rootfs.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        lay_out(src / target.dockerfile, src / target.context, staging)
-        staging.rename(rootfs)
-    stage = parse_dockerfile(src / target.dockerfile)[-1]
+    dockerfile_path = src / (dockerfile or target.dockerfile)
+    venv = install_dir(target.context).resolve()  # its scripts name their interpreter by the real path
+    # A multi-stage Dockerfile's `builder` installs the requirements: the virtualenv stands in for it.
+    rootfs = _rootfs(f"{dockerfile_path.name}-{_tree_hash(src / target.context, dockerfile_path)}", dockerfile_path,
+                     src / target.context, {"builder": None})
     python_home = Path(os.path.realpath(venv / "bin" / "python")).parents[1]
-    mounts = {f"/{top.name}": top for top in rootfs.iterdir()}
-    mounts[str(venv)] = venv
-    mounts[str(python_home)] = python_home
-    return Image(mounts=mounts, path=(str(venv / "bin"),), env=dict(stage.env), entrypoint=stage.entrypoint,
-                 cmd=stage.cmd, workdir=stage.workdir)
+    return _image(rootfs, parse_dockerfile(dockerfile_path)[-1], venv / "bin",
+                  {str(venv): venv, str(python_home): python_home})
 
 
 def frontend_image() -> Image:
+    """The frontend's runtime stage: the standalone server, its static files and public/ from the build."""
     src = source_root()
     target = documented_targets()["frontend"]
     build = install_dir("frontend") / "build"
-    rootfs = APP_TOOLS / "rootfs" / f"frontend-{(install_dir('frontend') / '.installed').read_text().strip()}"
-    if not rootfs.exists():
-        staging = rootfs.with_name(rootfs.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        lay_out(src / target.dockerfile, src / target.context, staging, stage_outputs={"builder": build})
-        staging.rename(rootfs)
-    stage = parse_dockerfile(src / target.dockerfile)[-1]
+    key = (install_dir("frontend") / ".installed").read_text().strip()
+    rootfs = _rootfs(f"frontend-{key}", src / target.dockerfile, src / target.context, {"builder": build})
     node = Path(os.path.realpath(shutil.which("node") or "/usr/bin/node"))
-    mounts = {f"/{top.name}": top for top in rootfs.iterdir()}
-    if not str(node).startswith(("/usr/", "/bin/")):
-        mounts[str(node.parent)] = node.parent
-    return Image(mounts=mounts, path=(str(node.parent),), env=dict(stage.env), entrypoint=stage.entrypoint,
-                 cmd=stage.cmd, workdir=stage.workdir)
-
+    extra = {} if str(node).startswith(("/usr/", "/bin/")) else {str(node.parent): node.parent}
+    return _image(rootfs, parse_dockerfile(src / target.dockerfile)[-1], node.parent, extra)

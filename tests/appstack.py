@@ -22,12 +22,10 @@ from __future__ import annotations
 import base64
 import json
 from functools import cache
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import yaml
 
-import appsrc
 import servers
 from chart import CHART, SCENARIOS, Manifests, deep_merge, pod_spec, render_chart
 from pods import Image, ObjectStore, Pod, Upstream, resolve_env
@@ -80,7 +78,10 @@ class Release:
 
     def container(self, component: str, name: str) -> dict:
         spec = pod_spec(self.workload(component))
-        return next(c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name)
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if c["name"] == name:
+                return c
+        raise AssertionError(f"{self.scenario}: the {component} pod renders no container {name}")
 
     def env(self, component: str, name: str) -> dict[str, str]:
         """A container's environment as the kubelet resolves it."""
@@ -240,6 +241,3 @@ class Stack:
         while self.closers:
             self.closers.pop()()
 
-
-def source_path(*parts: str) -> Path:
-    return appsrc.source_root().joinpath(*parts)

@@ -38,7 +38,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,7 +258,7 @@ class Pod:
 
     def __init__(self, store: ObjectStore, workload: dict, container_name: str, image: Image, *,
                  upstreams: list[Upstream] = (), env_override: dict[str, str] | None = None,
-                 command: list[str] | None = None, name: str | None = None):
+                 command: list[str] | None = None, working_dir: str | None = None, name: str | None = None):
         self.workload = workload
         spec = pod_spec(workload)
         self.spec = spec
@@ -273,6 +272,7 @@ class Pod:
         self.name = name or f"{workload['metadata']['name']}-{container_name}"
         self.env = resolve_env(store, workload, self.container) | (env_override or {})
         self.command_override = command
+        self.working_dir = working_dir or self.container.get("workingDir") or image.workdir
         self.base = Path(tempfile.mkdtemp(prefix=f"af-pod-{container_name}-"))
         self.log_path = self.base / "container.log"
         self.proc: subprocess.Popen | None = None
@@ -376,7 +376,7 @@ class Pod:
             args += [option, source, target]
             bound.append(target)
         args += ["--remount-ro", "/"]
-        args += ["--chdir", self.container.get("workingDir") or self.image.workdir]
+        args += ["--chdir", self.working_dir]
         priv = [SETPRIV, f"--reuid={uid}", f"--regid={gid}",
                 f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all"]
@@ -482,14 +482,6 @@ class Pod:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def running(pod: Pod) -> Iterator[Pod]:
-    try:
-        yield pod.start()
-    finally:
-        pod.cleanup()
 
 
 def wait_for_http(pod: Pod, port: int | str, path: str, timeout: float, expect: int = 200) -> float:

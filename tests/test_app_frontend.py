@@ -5,9 +5,9 @@ the image's command and the rendered environment, uid, read-only root filesystem
 from __future__ import annotations
 
 import pytest
-from apphttp import request
 
 import appsrc
+from apphttp import request
 from appstack import Stack, distinct_scenarios, release
 from chart import pod_spec
 from pods import wait_for_http

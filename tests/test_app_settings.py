@@ -11,6 +11,7 @@ the one client tool they run; the frontend reads what its built server reference
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -18,6 +19,7 @@ import pytest
 
 import appsrc
 from appstack import Stack, distinct_scenarios, release
+from chart import RenderError, render_chart
 
 pytestmark = pytest.mark.app
 
@@ -140,3 +142,49 @@ def test_frontend_gets_only_what_its_server_reads(app_ready):
     for names in re.findall(r"\{([\w\s,:]*)\}\s*=\s*process\.env\b", code):  # const { A, B } = process.env
         read |= {n.split(":")[0].strip() for n in names.split(",") if n.strip()}
     assert given <= read, f"the frontend is given {sorted(given - read)}, which its server never reads"
+
+
+KEY_CHECK = """
+import json, sys
+from backend.shared import encryption
+verdicts = []
+for key in json.loads(sys.argv[1]):
+    encryption.settings.ENCRYPTION_KEY = key
+    encryption._get_encryption_key.cache_clear()
+    try:
+        encryption._get_encryption_key()
+        verdicts.append(True)
+    except RuntimeError:
+        verdicts.append(False)
+print(json.dumps(verdicts))
+"""
+KEY_CANDIDATES = [
+    base64.urlsafe_b64encode(bytes(range(200, 232))).decode(),  # url-safe base64 of 32 bytes
+    base64.b64encode(bytes(range(200, 232))).decode(),          # standard base64 of 32 bytes
+    base64.urlsafe_b64encode(bytes(31)).decode(),
+    base64.urlsafe_b64encode(bytes(33)).decode(),
+    base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("="),
+    base64.urlsafe_b64encode(bytes(48)).decode(),
+    "k" * 44,
+]
+
+
+def test_schema_and_code_agree_on_encryption_keys(app_ready):
+    """The values schema accepts exactly the ENCRYPTION_KEY values the backend's own code accepts."""
+    stack = Stack(release("default"))
+    try:
+        pod = stack.pod("backend", "backend", appsrc.python_image("backend"), upstreams=[],
+                        command=["python", "-c", KEY_CHECK, json.dumps(KEY_CANDIDATES)]).start()
+        assert pod.wait(60) == 0, pod.logs()
+        by_code = json.loads(pod.logs().strip().splitlines()[-1])
+    finally:
+        stack.close()
+    by_schema = []
+    for key in KEY_CANDIDATES:
+        try:
+            render_chart({"secrets": {"encryptionKey": key}}, validate=False)
+            by_schema.append(True)
+        except RenderError:
+            by_schema.append(False)
+    assert by_code[:2] == [True, True] and not all(by_code)
+    assert by_schema == by_code, list(zip(KEY_CANDIDATES, by_schema, by_code, strict=True))

@@ -1,0 +1,75 @@
+"""The upstream images the chart documents: the Dockerfiles its defaults target agree with what it renders, and the
+ones it says cannot work do not, run with the application's own code. Chart.yaml points at the application's
+repository."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+import appsrc
+from appstack import Stack, release
+from chart import CHART, container, env_of, pod_spec
+
+pytestmark = pytest.mark.app
+PYTHON_COMPONENTS = ["backend", "data-collector"]
+
+
+def test_every_component_with_code_names_its_dockerfile():
+    assert set(appsrc.documented_targets()) == {"backend", "data-collector", "frontend"}
+
+
+@pytest.mark.parametrize("component", [*PYTHON_COMPONENTS, "frontend"])
+def test_documented_dockerfile_exists_and_uid_is_rendered(app_ready, component):
+    target = appsrc.documented_targets()[component]
+    src = appsrc.source_root()
+    assert (src / target.dockerfile).is_file() and (src / target.context).is_dir(), target
+    workload = release("default").workload(component)
+    assert pod_spec(workload)["securityContext"]["runAsUser"] == target.uid
+
+
+@pytest.mark.parametrize("component", PYTHON_COMPONENTS)
+def test_rendered_layout_is_the_dockerfiles(app_ready, component):
+    """PYTHONPATH is the Dockerfile's ENV PYTHONPATH, and the module the command runs is a file it COPYs there."""
+    target = appsrc.documented_targets()[component]
+    stage = appsrc.parse_dockerfile(appsrc.source_root() / target.dockerfile)[-1]
+    c = container(release("default").workload(component), component)
+    assert env_of(c)["PYTHONPATH"]["value"] == stage.env["PYTHONPATH"]
+    module = c["command"][c["command"].index("uvicorn") + 1].split(":")[0]
+    image = appsrc.python_image(component)
+    root = stage.env["PYTHONPATH"]
+    mount = next(m for m in image.mounts if root == m or root.startswith(m + "/"))
+    on_disk = image.mounts[mount] / os.path.relpath(root, mount) / (module.replace(".", "/") + ".py")
+    assert on_disk.is_file(), f"{module} is not at {root} in {target.dockerfile}"
+
+
+@pytest.mark.parametrize("component,dockerfile,module,error", [
+    ("backend", "docker/Dockerfile.backend.prod", "gateway.main", "No module named 'backend'"),
+    ("data-collector", "docker/Dockerfile.collector.prod", "main", "attempted relative import"),
+])
+def test_production_dockerfiles_cannot_run_the_app(app_ready, component, dockerfile, module, error):
+    """What the chart README says of the production Dockerfiles: the module their CMD names fails to import in the
+    layout they build (run with the chart's environment, as the image's user)."""
+    stage = appsrc.parse_dockerfile(appsrc.source_root() / dockerfile)[-1]
+    assert f"{module}:app" in stage.cmd, stage.cmd
+    stack = Stack(release("default"))
+    try:
+        pod = stack.pod(component, component, appsrc.python_image(component, dockerfile), upstreams=[],
+                        env_override={"PYTHONPATH": stage.workdir}, working_dir=stage.workdir,
+                        command=["python", "-c", f"import {module}"]).start()
+        assert pod.wait(60) != 0
+        assert error in pod.logs(), pod.logs()
+    finally:
+        stack.close()
+
+
+def test_chart_links_name_the_applications_repository(app_ready):
+    snapshot = appsrc.source_root() / "SNAPSHOT.md"
+    if not snapshot.exists():
+        pytest.skip("the source is a plain checkout (no SNAPSHOT.md naming its repository)")
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    repository = meta["home"].removeprefix("https://github.com/")
+    assert repository in snapshot.read_text(), f"{meta['home']} is not the repository of {snapshot}"
+    assert meta["sources"] == [meta["home"]]
