@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from chart import CHART, ROOT
 from pods import Image
 
@@ -30,6 +32,7 @@ DEFAULT_SRC = ROOT.parent / "shared" / "agentforge-src"
 APP_TOOLS = ROOT / ".tools" / "app"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-app.sh"
 UPSTREAM = "https://github.com/Maroco0109/AgentForge"
+VALUES_KEYS = {"backend": "backend", "data-collector": "dataCollector", "frontend": "frontend"}
 
 
 class SourceMissing(RuntimeError):
@@ -82,6 +85,8 @@ class Stage:
     user: str | None = None
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    runs: list[str] = field(default_factory=list)
+    chown: str | None = None
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -123,16 +128,35 @@ def parse_dockerfile(dockerfile: Path) -> list[Stage]:
                 flag = parts.pop(0)
                 if flag.startswith("--from="):
                     source_stage = flag.split("=", 1)[1]
+                if flag.startswith("--chown="):
+                    stage.chown = flag.split("=", 1)[1]
             *sources, dest = parts
             is_dir = dest.endswith("/") or dest in (".", "./") or dest.endswith("/.")
             dest = os.path.normpath(os.path.join(stage.workdir, dest)) + ("/" if is_dir else "")
             stage.copies.append((source_stage, sources, dest))
         elif word == "USER":
             stage.user = rest
+        elif word == "RUN":
+            stage.runs.append(rest)
         elif word in ("ENTRYPOINT", "CMD"):
             argv = tuple(json.loads(rest)) if rest.startswith("[") else ("/bin/sh", "-c", rest)
             setattr(stage, word.lower(), argv)
     return stages
+
+
+def image_user(dockerfile: str) -> tuple[int, int] | None:
+    """(uid, gid) the image runs as and owns its files by: its USER's `adduser --uid` and the `addgroup --gid` of
+    the group its COPY --chown names; None for an image that sets no USER (root)."""
+    stage = parse_dockerfile(source_root() / dockerfile)[-1]
+    if stage.user is None:
+        return None
+    script = " ".join(stage.runs)
+    uid = re.search(rf"adduser\b[^&;]*--uid\s+(\d+)[^&;]*\b{re.escape(stage.user)}\b", script)
+    group = (stage.chown or "").partition(":")[2]
+    gid = re.search(rf"addgroup\b[^&;]*--gid\s+(\d+)\s+{re.escape(group)}\b", script) if group else None
+    if not uid or not gid:
+        raise AssertionError(f"{dockerfile}: cannot tell the uid of USER {stage.user} or the gid of group {group!r}")
+    return int(uid.group(1)), int(gid.group(1))
 
 
 def _ignored(patterns: list[str]) -> callable:
@@ -214,6 +238,10 @@ def _rootfs(key: str, dockerfile: Path, context: Path, stage_outputs: dict[str, 
     """The image's folders laid out once under .tools/app/rootfs/<key> (pytest-xdist workers may race: the first
     rename wins)."""
     rootfs = APP_TOOLS / "rootfs" / key
+    prefix = key.rsplit("-", 1)[0] + "-"
+    for old in rootfs.parent.glob(prefix + "*"):  # layouts of an earlier source or Dockerfile
+        if old != rootfs and not old.name.endswith(".tmp") and old.name.count("-") == key.count("-"):
+            shutil.rmtree(old, ignore_errors=True)
     if not rootfs.exists():
         staging = rootfs.with_name(f"{key}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -225,10 +253,21 @@ def _rootfs(key: str, dockerfile: Path, context: Path, stage_outputs: dict[str, 
     return rootfs
 
 
-def _image(rootfs: Path, stage: Stage, path: Path, extra: dict[str, Path]) -> Image:
+def default_repository(values_key: str) -> str:
+    """The image repository the chart's values.yaml gives a component by default."""
+    return yaml.safe_load((CHART / "values.yaml").read_text())[values_key]["image"]["repository"]
+
+
+def _image(repository: str, rootfs: Path, stage: Stage, path: Path, extra: dict[str, Path]) -> Image:
     mounts = {f"/{top.name}": top for top in rootfs.iterdir()} | extra
-    return Image(mounts=mounts, path=(str(path),), env=dict(stage.env), entrypoint=stage.entrypoint, cmd=stage.cmd,
-                 workdir=stage.workdir)
+    return Image(repository=repository, mounts=mounts, path=(str(path),), env=dict(stage.env),
+                 entrypoint=stage.entrypoint, cmd=stage.cmd, workdir=stage.workdir)
+
+
+def tool_image(values_key: str) -> Image:
+    """PostgreSQL's or Redis' image, for the wait containers that run its client: this machine's pg_isready and
+    redis-cli (Debian's, of the same major versions) stand in for the image's."""
+    return Image(repository=default_repository(values_key), mounts={})
 
 
 def python_image(component: str, dockerfile: str | None = None) -> Image:
@@ -242,8 +281,8 @@ def python_image(component: str, dockerfile: str | None = None) -> Image:
     rootfs = _rootfs(f"{dockerfile_path.name}-{_tree_hash(src / target.context, dockerfile_path)}", dockerfile_path,
                      src / target.context, {"builder": None})
     python_home = Path(os.path.realpath(venv / "bin" / "python")).parents[1]
-    return _image(rootfs, parse_dockerfile(dockerfile_path)[-1], venv / "bin",
-                  {str(venv): venv, str(python_home): python_home})
+    return _image(default_repository(VALUES_KEYS[component]), rootfs, parse_dockerfile(dockerfile_path)[-1],
+                  venv / "bin", {str(venv): venv, str(python_home): python_home})
 
 
 def frontend_image() -> Image:
@@ -255,4 +294,5 @@ def frontend_image() -> Image:
     rootfs = _rootfs(f"frontend-{key}", src / target.dockerfile, src / target.context, {"builder": build})
     node = Path(os.path.realpath(shutil.which("node") or "/usr/bin/node"))
     extra = {} if str(node).startswith(("/usr/", "/bin/")) else {str(node.parent): node.parent}
-    return _image(rootfs, parse_dockerfile(src / target.dockerfile)[-1], node.parent, extra)
+    return _image(default_repository("frontend"), rootfs, parse_dockerfile(src / target.dockerfile)[-1], node.parent,
+                  extra)

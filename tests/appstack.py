@@ -20,15 +20,17 @@ scenarios in which a container differs.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from functools import cache
 from urllib.parse import quote, urlsplit
 
 import yaml
 
+import netpol
 import servers
 from chart import CHART, SCENARIOS, Manifests, deep_merge, pod_spec, render_chart
-from pods import Image, ObjectStore, Pod, Upstream, resolve_env
+from pods import Image, ObjectStore, Pod, Upstream, resolve_env, wait_for_probe
 
 # % @ : / #, a space and a non-ASCII letter: what breaks URLs (percent-encoding) and configparser (interpolation).
 HOSTILE_PASSWORD = "p%40 @:/#é%"
@@ -50,10 +52,11 @@ def scenario_values(scenario: str) -> dict:
 class Release:
     """One scenario rendered, with what a user of it creates beside the release."""
 
-    def __init__(self, scenario: str):
+    def __init__(self, scenario: str, values: dict | None = None):
         self.scenario = scenario
-        self.values = scenario_values(scenario)
-        self.objects: Manifests = render_chart(self.values, name=RELEASE, namespace=NAMESPACE)
+        self.values = scenario_values(scenario) if values is None else values
+        # The render tier validates the scenarios against the Kubernetes schemas already.
+        self.objects: Manifests = render_chart(self.values, name=RELEASE, namespace=NAMESPACE, validate=False)
         secrets, config_maps = self._existing()
         self.store = ObjectStore(self.objects, secrets, config_maps)
 
@@ -92,6 +95,40 @@ class Release:
         name = self.service(component)["metadata"]["name"]
         domain = self.value("global", "clusterDomain")
         return name, f"{name}.{NAMESPACE}", f"{name}.{NAMESPACE}.svc", f"{name}.{NAMESPACE}.svc.{domain}"
+
+    def prometheus_jobs(self) -> list[dict]:
+        """The scrape configurations of the bundled Prometheus (none without it)."""
+        return [job for cm in self.objects.of_kind("ConfigMap") if "prometheus.yml" in cm.get("data", {})
+                for job in yaml.safe_load(cm["data"]["prometheus.yml"])["scrape_configs"]]
+
+    def scrape_endpoints(self, component: str) -> list[tuple[str, str]]:
+        """(container port name, path) a component's metrics are scraped on: the bundled Prometheus' relabelling
+        keeps one port name, and its job one path; a PodMonitor names both."""
+        out = []
+        for job in self.prometheus_jobs():
+            keep = [r for r in job.get("relabel_configs", []) if r.get("action") == "keep"]
+            components = [r["regex"] for r in keep
+                          if r["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]]
+            ports = [r["regex"] for r in keep if r["source_labels"] == ["__meta_kubernetes_pod_container_port_name"]]
+            if ports and any(component in c.split("|") for c in components):
+                out.append((ports[0], job.get("metrics_path", "/metrics")))
+        for monitor in self.objects.of_kind("PodMonitor"):
+            if monitor["spec"]["selector"]["matchLabels"].get(COMPONENT) == component:
+                out += [(e["port"], e.get("path", "/metrics")) for e in monitor["spec"]["podMetricsEndpoints"]]
+        return out
+
+    def target_labels(self) -> set[str]:
+        """Labels the bundled Prometheus adds to every scraped series (its relabelling's targets, job, instance)."""
+        return {r["target_label"] for job in self.prometheus_jobs() for r in job.get("relabel_configs", [])
+                if "target_label" in r} | {"job", "instance"}
+
+    def dashboard_queries(self) -> list[str]:
+        """Every PromQL expression of the rendered AgentForge dashboard."""
+        for cm in self.objects.of_kind("ConfigMap"):
+            for key, text in cm.get("data", {}).items():
+                if key.endswith(".json") and '"panels"' in text:
+                    return [t["expr"] for p in json.loads(text)["panels"] for t in p.get("targets", [])]
+        raise AssertionError(f"{self.scenario}: no dashboard in the render")
 
     def _existing(self) -> tuple[dict, dict]:
         """The Secrets and ConfigMaps the scenario's values name but the chart does not render."""
@@ -162,7 +199,11 @@ def distinct_scenarios(component: str, *containers: str) -> list[str]:
 
 
 class Stack:
-    """Real servers and sandboxed containers for one release; `close` stops everything it started."""
+    """Real servers and sandboxed containers for one release; `close` stops everything it started.
+
+    Each pod reaches only the upstreams the rendered NetworkPolicies let it reach (tests/netpol.py's evaluator, with
+    the pods of the render and the external servers at an address in their configured CIDR): the application's own
+    connections prove the policies allow what it needs."""
 
     def __init__(self, rel: Release):
         self.rel = rel
@@ -171,7 +212,33 @@ class Stack:
         self.postgres = None
         self.redis = None
         self.pods: dict[str, Pod] = {}
-        self.upstreams: list[Upstream] = []
+        self.upstreams: list[tuple[Upstream, netpol.Endpoint, int]] = []  # (upstream, policy endpoint, its port)
+        self.cluster = netpol.Cluster(rel.objects.of_kind("NetworkPolicy"))
+
+    # -- what a pod may reach ------------------------------------------------------------------------------
+    def policy_pod(self, component: str) -> netpol.Pod:
+        return netpol.pod_of(self.rel.workload(component), "10.244.0.1", name=component)
+
+    def wire_service(self, component: str, target_port: int) -> None:
+        """The component's Service name, on its port, leads to target_port on this machine (its server or pod)."""
+        service = self.rel.service(component)["spec"]["ports"][0]
+        spec = pod_spec(self.rel.workload(component))
+        named = {p.get("name"): p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}
+        container_port = named.get(service["targetPort"], service["targetPort"])
+        self.upstreams.append((Upstream(self.rel.service_hosts(component), service["port"], target_port),
+                               netpol.pod_of(self.rel.workload(component), "10.244.0.2", name=component),
+                               container_port))
+
+    def wire_external(self, kind: str, target_port: int) -> None:
+        """An external server (externalDatabase, externalRedis) at the host and port the values name."""
+        host, port = self.rel.value(kind, "host"), self.rel.value(kind, "port")
+        cidr = self.rel.value("networkPolicy", "egress", f"{kind}CIDR")
+        address = str(next(ipaddress.ip_network(cidr).hosts())) if cidr else "192.0.2.10"
+        self.upstreams.append((Upstream((host,), port, target_port), netpol.External(kind, address), port))
+
+    def reachable(self, component: str) -> list[Upstream]:
+        source = self.policy_pod(component)
+        return [u for u, endpoint, port in self.upstreams if self.cluster.allowed(source, endpoint, port)]
 
     # -- data stores ---------------------------------------------------------------------------------------
     def start_postgres(self) -> None:
@@ -181,16 +248,15 @@ class Stack:
             readiness = rel.container("postgresql", "postgresql")["readinessProbe"]["exec"]["command"]
             server = servers.start_postgres(self.binaries, env["POSTGRES_USER"], env["POSTGRES_PASSWORD"],
                                             env["POSTGRES_DB"], readiness)
-            hosts = rel.service_hosts("postgresql")
-            port = rel.service("postgresql")["spec"]["ports"][0]["port"]
+            self.closers.append(server.stop)
+            self.wire_service("postgresql", server.port)
         else:
             url = rel.env("backend", "backend")["DATABASE_URL"]
             user, password = servers.url_credentials(url)
             server = servers.start_postgres(self.binaries, user, password, urlsplit(url).path.lstrip("/"))
-            hosts, port = (rel.value("externalDatabase", "host"),), rel.value("externalDatabase", "port")
-        self.closers.append(server.stop)
+            self.closers.append(server.stop)
+            self.wire_external("externalDatabase", server.port)
         self.postgres = server
-        self.upstreams.append(Upstream(hosts, port, server.port))
 
     def start_redis(self) -> None:
         rel = self.rel
@@ -200,44 +266,47 @@ class Stack:
             rendered = {"secret": {"REDIS_PASSWORD": password}, "redis_conf": conf,
                         "redis": rel.container("redis", "redis")}
             server = servers.start_redis(self.binaries, rendered)
-            hosts = rel.service_hosts("redis")
-            port = rel.service("redis")["spec"]["ports"][0]["port"]
+            self.closers.append(server.stop)
+            self.wire_service("redis", server.port)
         else:
             _, password = servers.url_credentials(rel.env("backend", "backend")["REDIS_URL"])
             server = servers.PlainRedis(password).start()
-            hosts, port = (rel.value("externalRedis", "host"),), rel.value("externalRedis", "port")
-        self.closers.append(server.stop)
+            self.closers.append(server.stop)
+            self.wire_external("externalRedis", server.port)
         self.redis = server
-        self.upstreams.append(Upstream(hosts, port, server.port))
 
     # -- containers ----------------------------------------------------------------------------------------
     def pod(self, component: str, container: str, image: Image, **kwargs) -> Pod:
-        """A container of a component, in a sandbox reaching the stack's servers; stopped by `close`."""
-        kwargs.setdefault("upstreams", list(self.upstreams))
+        """A container of a component, in a sandbox reaching what the policies allow it; stopped by `close`."""
+        kwargs.setdefault("upstreams", self.reachable(component))
         pod = Pod(self.rel.store, self.rel.workload(component), container, image, **kwargs)
         self.closers.append(pod.cleanup)
         return pod
 
     def serve(self, component: str, container: str, image: Image, **kwargs) -> Pod:
-        """Start a long-running container and wire its Service's name to it, as the Service would."""
+        """Start a long-running container, wire its Service's name to it, and wait for its startupProbe; the
+        seconds that took are in `pod.startup_seconds`."""
         pod = self.pod(component, container, image, **kwargs).start()
         self.pods[component] = pod
-        service = self.rel.service(component)
-        if service is not None:
-            port = service["spec"]["ports"][0]
-            self.upstreams.append(Upstream(self.rel.service_hosts(component), port["port"],
-                                           pod.port(port["targetPort"])))
+        pod.startup_seconds = wait_for_probe(pod, self.rel.container(component, container)["startupProbe"])
+        if self.rel.service(component) is not None:
+            self.wire_service(component, pod.port(self.rel.service(component)["spec"]["ports"][0]["targetPort"]))
         return pod
 
-    def run_to_completion(self, component: str, container: str, image: Image, timeout: float) -> Pod:
-        pod = self.pod(component, container, image).start()
+    def run_to_completion(self, component: str, container: str, image: Image, timeout: float, **kwargs) -> Pod:
+        pod = self.pod(component, container, image, **kwargs).start()
         code = pod.wait(timeout)
         if code != 0:
             raise AssertionError(f"{self.rel.scenario}: {component} container {container} exited with {code}; "
                                  f"log:\n{pod.logs()[-4000:]}")
         return pod
 
+    def run_python(self, component: str, container: str, image: Image, script: str, *args: str):
+        """Run a Python script in a container's pod (its environment, identity, mounts and reach), in place of its
+        command; the JSON the script prints last."""
+        pod = self.run_to_completion(component, container, image, 120, command=["python", "-c", script, *args])
+        return json.loads(pod.logs().strip().splitlines()[-1])
+
     def close(self) -> None:
         while self.closers:
             self.closers.pop()()
-

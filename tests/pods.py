@@ -51,6 +51,9 @@ SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/opt")
 # The PATH of the python and node base images.
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The pod's own address inside its namespace, as the kubelet and Services reach it: not 127.0.0.1, so a server that
+# listens on loopback only fails here as it would in a cluster (any 127/8 address is local to the namespace).
+POD_ADDRESS = "127.0.2.1"
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -215,7 +218,7 @@ class Forwarder:
         def connect() -> socket.socket:
             s = self.inside.submit(socket.socket, socket.AF_INET, socket.SOCK_STREAM).result()
             s.settimeout(10)
-            s.connect(("127.0.0.1", container_port))
+            s.connect((POD_ADDRESS, container_port))
             s.settimeout(None)
             return s
         self._serve(listener, connect)
@@ -243,8 +246,10 @@ def hosts_file(upstreams: list[Upstream], hostname: str) -> tuple[str, list[str]
 
 @dataclass
 class Image:
-    """What stands in for a container image: folders mounted read-only at image paths, and PATH entries first."""
+    """What stands in for a container image: folders mounted read-only at image paths, and PATH entries first.
+    `repository` is the image it stands for: a pod refuses to run a container that renders another one."""
 
+    repository: str
     mounts: dict[str, Path]
     path: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -266,6 +271,9 @@ class Pod:
         if not matches:
             raise PodError(f"{workload['kind']}/{workload['metadata']['name']} has no container {container_name}")
         self.container = matches[0]
+        if image_repository(self.container["image"]) != image.repository:
+            raise PodError(f"container {container_name} renders image {self.container['image']}, but runs here as "
+                           f"a stand-in for {image.repository}")
         self.store = store
         self.image = image
         self.upstreams = list(upstreams)
@@ -484,7 +492,29 @@ class Pod:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def wait_for_http(pod: Pod, port: int | str, path: str, timeout: float, expect: int = 200) -> float:
+def image_repository(reference: str) -> str:
+    """The repository of an image reference, without registry, tag or digest (docker.io's library/ kept)."""
+    name = reference.split("@", 1)[0]
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        name = rest
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def probe_budget(probe: dict) -> float:
+    """Seconds a probe may keep failing before the kubelet gives up (its defaults where fields are left out)."""
+    return probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+
+
+def wait_for_probe(pod: Pod, probe: dict) -> float:
+    """Poll an httpGet probe as the kubelet would (its path, port, timeout and budget); the seconds it took."""
+    get = probe["httpGet"]
+    return wait_for_http(pod, get["port"], get["path"], probe_budget(probe),
+                         request_timeout=probe.get("timeoutSeconds", 1))
+
+
+def wait_for_http(pod: Pod, port: int | str, path: str, timeout: float, expect: int = 200,
+                  request_timeout: float = 5) -> float:
     """Poll a path as a kubelet probe would until it answers `expect`; the seconds it took."""
     import urllib.error
     import urllib.request
@@ -497,7 +527,7 @@ def wait_for_http(pod: Pod, port: int | str, path: str, timeout: float, expect: 
             raise PodError(f"{pod.name} exited with {pod.proc.returncode} before {path} answered; log:\n"
                            f"{pod.logs()[-4000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=request_timeout) as response:
                 if response.status == expect:
                     return time.monotonic() - started
                 last = f"HTTP {response.status}"

@@ -70,7 +70,6 @@ def local_url(url: str, port: int, scheme: str | None = None) -> str:
     return urlunsplit((scheme or parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +82,6 @@ def pg_bin() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(os.path.realpath(initdb)).parent if initdb else None
-
 
 
 def wait_until(check, what: str, log: Path, timeout: float = START_TIMEOUT) -> None:
@@ -170,7 +168,6 @@ async def create_database(server: PostgresServer) -> None:
         await conn.execute(f'CREATE DATABASE "{server.database}"')
     finally:
         await conn.close()
-
 
 
 class RedisServer:

@@ -10,7 +10,7 @@ import appsrc
 from apphttp import request
 from appstack import Stack, distinct_scenarios, release
 from chart import pod_spec
-from pods import wait_for_http
+from pods import wait_for_probe
 
 pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("frontend", "frontend")
@@ -20,10 +20,7 @@ SCENARIOS = distinct_scenarios("frontend", "frontend")
 def frontend(request, app_ready):
     stack = Stack(release(request.param))
     request.addfinalizer(stack.close)
-    pod = stack.serve("frontend", "frontend", appsrc.frontend_image(), upstreams=[])
-    startup = stack.rel.container("frontend", "frontend")["startupProbe"]
-    budget = startup.get("initialDelaySeconds", 0) + startup["periodSeconds"] * startup["failureThreshold"]
-    pod.startup_seconds = wait_for_http(pod, startup["httpGet"]["port"], startup["httpGet"]["path"], budget)
+    pod = stack.serve("frontend", "frontend", appsrc.frontend_image())
     pod.rel = stack.rel
     return pod
 
@@ -36,8 +33,7 @@ def test_home_page_and_probes(frontend, record_property):
     assert "<html" in body
     container = frontend.rel.container("frontend", "frontend")
     for kind in ("readinessProbe", "livenessProbe"):
-        get = container[kind]["httpGet"]
-        assert request(frontend, "GET", get["path"], port=get["port"])[0] == 200, kind
+        wait_for_probe(frontend, container[kind])
 
 
 def test_serves_its_static_assets(frontend):
@@ -49,8 +45,10 @@ def test_serves_its_static_assets(frontend):
 
 
 def test_runs_as_the_image_user(frontend):
-    spec = pod_spec(frontend.workload)
+    """The chart's uid and gid are the image's own user (`adduser --uid`, `addgroup --gid` in its Dockerfile),
+    which owns the standalone server's files."""
+    spec = pod_spec(frontend.workload)["securityContext"]
+    user, group = appsrc.image_user(appsrc.documented_targets()["frontend"].dockerfile)
+    assert (spec["runAsUser"], spec["runAsGroup"]) == (user, group)
     processes = frontend.processes()
-    assert processes and all((p["uid"], p["gid"]) == (spec["securityContext"]["runAsUser"],
-                                                      spec["securityContext"]["runAsGroup"]) for p in processes)
-    assert appsrc.documented_targets()["frontend"].uid == spec["securityContext"]["runAsUser"]
+    assert processes and all((p["uid"], p["gid"]) == (user, group) for p in processes)

@@ -22,12 +22,19 @@ def test_every_component_with_code_names_its_dockerfile():
 
 
 @pytest.mark.parametrize("component", [*PYTHON_COMPONENTS, "frontend"])
-def test_documented_dockerfile_exists_and_uid_is_rendered(app_ready, component):
+def test_rendered_uid_is_the_images(app_ready, component):
+    """An image with a USER runs as its uid and gid (which own its files); one without (root) as a non-root uid,
+    whose run by the other app tests shows it needs no more. The README's table says the same."""
     target = appsrc.documented_targets()[component]
     src = appsrc.source_root()
     assert (src / target.dockerfile).is_file() and (src / target.context).is_dir(), target
-    workload = release("default").workload(component)
-    assert pod_spec(workload)["securityContext"]["runAsUser"] == target.uid
+    context = pod_spec(release("default").workload(component))["securityContext"]
+    user = appsrc.image_user(target.dockerfile)
+    if user is None:
+        assert context["runAsUser"] != 0 and context["runAsNonRoot"] is True
+    else:
+        assert (context["runAsUser"], context["runAsGroup"]) == user
+    assert target.uid == context["runAsUser"], "the README's table is stale"
 
 
 @pytest.mark.parametrize("component", PYTHON_COMPONENTS)
@@ -63,6 +70,15 @@ def test_production_dockerfiles_cannot_run_the_app(app_ready, component, dockerf
         assert error in pod.logs(), pod.logs()
     finally:
         stack.close()
+
+
+def test_frontend_dockerfile_needs_a_public_folder_the_repository_lacks(app_ready):
+    """Why scripts/install-app.sh (and the README's build instructions) create frontend/public first."""
+    target = appsrc.documented_targets()["frontend"]
+    stages = appsrc.parse_dockerfile(appsrc.source_root() / target.dockerfile)
+    copies = [sources for origin, sources, _ in stages[-1].copies if origin == "builder"]
+    assert ["/app/public"] in copies
+    assert not (appsrc.source_root() / target.context / "public").exists()
 
 
 def test_chart_links_name_the_applications_repository(app_ready):

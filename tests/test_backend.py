@@ -55,6 +55,11 @@ class TestServerCommand:
         stderr = render_error({"backend": {"server": {"workers": workers}}})
         assert "workers" in stderr
 
+    @pytest.mark.parametrize("arg", ["--workers=2", "--workers", "--reload", "--limit-max-requests=1000"])
+    def test_extra_args_cannot_add_or_recycle_processes(self, arg):
+        stderr = render_error({"backend": {"server": {"extraArgs": ["--log-level=info", arg]}}})
+        assert f'backend.server.extraArgs must not contain "{arg}"' in stderr
+
 
 class TestProbesAndShutdown:
     @pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
@@ -129,3 +134,39 @@ class TestServiceAndAccount:
         spec = pod_spec(default_render.get("Deployment", BACKEND))
         assert spec["serviceAccountName"] == BACKEND
         assert spec["automountServiceAccountToken"] is False
+
+
+class TestWaitForRedis:
+    """The init container that holds the backend until Redis answers (test_app_backend.py runs it against Redis)."""
+
+    @staticmethod
+    def wait(objects):
+        return container(objects.get("Deployment", BACKEND), "wait-for-redis")
+
+    def test_redis_image_and_the_bundled_service(self, default_render):
+        c = self.wait(default_render)
+        assert c["image"] == "library/redis:7-alpine"
+        assert {e["name"]: e.get("value") for e in c["env"]} | {"REDISCLI_AUTH": None} == {
+            "REDIS_HOST": "agentforge-redis.agentforge.svc.cluster.local", "REDIS_PORT": "6379",
+            "REDISCLI_AUTH": None}
+        assert pod_spec(default_render.get("Deployment", BACKEND))["initContainers"] == [c]
+
+    def test_password_from_the_secret_optional(self, default_render):
+        ref = {e["name"]: e for e in self.wait(default_render)["env"]}["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "agentforge-secrets", "key": "REDIS_PASSWORD", "optional": True}
+
+    def test_external_redis_and_private_registry(self):
+        objects = render_chart({"redis": {"enabled": False},
+                                "externalRedis": {"host": "cache.example.net", "port": 6380, "password": "x"},
+                                "global": {"imageRegistry": "mirror.example:5000"}})
+        c = self.wait(objects)
+        assert c["image"] == "mirror.example:5000/library/redis:7-alpine"
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert (env["REDIS_HOST"], env["REDIS_PORT"]) == ("cache.example.net", "6380")
+
+    def test_restricted_and_small(self, default_render):
+        c = self.wait(default_render)
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert c["resources"] == {"requests": {"cpu": "10m", "memory": "16Mi"},
+                                  "limits": {"cpu": "100m", "memory": "64Mi"}}

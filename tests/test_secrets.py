@@ -132,7 +132,7 @@ def test_llm_api_keys_secret_loaded_by_backend_only():
     objects = render_chart({"secrets": {"llmApiKeysSecret": "llm-keys"}})
     env_from = pod_spec(objects.get("Deployment", "agentforge-backend"))["containers"][0]["envFrom"]
     assert {"secretRef": {"name": "llm-keys"}} in env_from
-    job_env_from = pod_spec(objects.get("Job", "agentforge-migrate"))["containers"][0]["envFrom"]
+    job_env_from = pod_spec(objects.get("Job", "agentforge-migrate"))["containers"][0].get("envFrom", [])
     assert {"secretRef": {"name": "llm-keys"}} not in job_env_from
 
 

@@ -41,19 +41,21 @@ spec:
       command:
         - sh
         - -c
-        - 'export DATABASE_URL="$(printf "%s" "$DATABASE_URL" | sed "s/%/%%/g")" && exec "$@"'
+        - 'set -e; url=$(printf "%s" "$DATABASE_URL" | sed "s/%/%%/g"); export DATABASE_URL="$url"; exec "$@"'
         - migrate
         {{- toYaml $m.command | nindent 8 }}
       env:
         {{- include "agentforge.pythonEnv" $backend.server | nindent 8 }}
-        {{- /* The settings module refuses to load without SECRET_KEY when DEBUG is false. */}}
+        {{- /* What the migrations read: the database, and what the settings module refuses to load without. */}}
+        - name: DEBUG
+          valueFrom:
+            configMapKeyRef:
+              name: {{ include "agentforge.configMapName" $root }}
+              key: DEBUG
         {{- include "agentforge.secretEnv" (list $root "SECRET_KEY" "DATABASE_URL") | nindent 8 }}
         {{- with $backend.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      envFrom:
-        - configMapRef:
-            name: {{ include "agentforge.configMapName" $root }}
       {{- include "agentforge.containerSettings" (dict "containerSecurityContext" $backend.containerSecurityContext "resources" $m.resources) | nindent 6 }}
       volumeMounts:
         - name: tmp
