@@ -21,8 +21,17 @@ if [[ ! -f "$SRC/backend/requirements.txt" ]]; then
   exit 0
 fi
 SRC="$(cd "$SRC" && pwd)"
-PYTHON=$(command -v python3.11 || ls -d "$HOME"/.pyenv/versions/3.11*/bin/python3.11 2>/dev/null | tail -1 || true)
-[[ -n $PYTHON ]] || { log "Python 3.11 is required (the upstream images run python:3.11-slim)"; exit 1; }
+# Python 3.11.5 or later, as in today's python:3.11-slim (the pins in scripts/app-requirements/ need it): pyenv's
+# first, since Debian 12's own python3.11 is 3.11.2.
+PYTHON=""
+for candidate in $(ls -d "$HOME"/.pyenv/versions/3.11*/bin/python3.11 2>/dev/null | sort -rV) \
+    "$(command -v python3.11 || true)"; do
+  if [[ -x $candidate ]] && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))'; then
+    PYTHON=$candidate
+    break
+  fi
+done
+[[ -n $PYTHON ]] || { log "Python 3.11.5 or later 3.11 is required (the upstream images run python:3.11-slim)"; exit 1; }
 
 # fresh DIR KEY: true when DIR was installed from inputs hashing to KEY.
 fresh() { [[ -f "$1/.installed" && "$(cat "$1/.installed")" == "$2" ]]; }
