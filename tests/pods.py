@@ -9,13 +9,20 @@ are writable or read-only exactly as rendered).
 What stands in for the cluster:
 - the image: the root filesystem is this machine's /usr, /etc and so on, read-only, plus the image's own folders
   (laid out by the caller, e.g. from the upstream Dockerfile) mounted read-only where the image has them;
+- the image (`Image`, which must stand for the repository the container renders): the root filesystem is this
+  machine's /usr, /etc and so on, read-only, plus the image's own folders (laid out by the caller, e.g. from the
+  upstream Dockerfile) mounted read-only where the image has them; its ENTRYPOINT/CMD and WORKDIR where the
+  container renders none;
 - the pod network: a network namespace of its own (bubblewrap), so the container listens on its rendered port
   without colliding with anything, and reaches nothing but loopback;
-- Services: the in-cluster host names the test wires (`Upstream`) resolve, through the sandbox's /etc/hosts, to
-  loopback addresses inside the pod's namespace, where a forwarder relays each Service port to a real server the
-  test started on 127.0.0.1. Nothing in the environment is rewritten.
+- Services: the in-cluster host names the caller wires (`Upstream`, for the callers allowed to reach them) resolve,
+  through the sandbox's /etc/hosts, to loopback addresses inside the pod's namespace, where a forwarder relays each
+  Service port to a real server on 127.0.0.1. Nothing in the environment is rewritten.
 - the kubelet's view of the pod: `Pod.url(port)` is a 127.0.0.1 address on this machine forwarded into the pod's
-  namespace, to the container port (probes and clients use it).
+  namespace, to the container port at the pod's own address there (POD_ADDRESS, not its 127.0.0.1).
+
+Tests may replace the command or working directory to run a script in the container's place, with everything
+else of it.
 
 Needs root: bubblewrap builds the mount and network namespaces, setpriv then drops to the pod's uid and gid with
 no capabilities and no_new_privs, and the forwarder enters the pod's network namespace (setns).
