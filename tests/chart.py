@@ -94,7 +94,7 @@ def _render(values_json: str, name: str, namespace: str, kube_version: str,
         out = helm(*args, binary=binary).stdout
     finally:
         os.unlink(values_file)
-    docs = tuple(d for d in yaml.safe_load_all(out) if d)
+    docs = tuple(d for d in yaml.load_all(out, Loader=yaml.CSafeLoader) if d)  # libyaml: 10x faster
     if validate:
         for obj in docs:
             if obj["kind"] in CRD_KINDS:

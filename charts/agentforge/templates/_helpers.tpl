@@ -21,10 +21,19 @@ kebab-case component name used in object names and labels (backend, data-collect
 {{- end -}}
 {{- end -}}
 
-{{/* Name of a component's objects: <fullname>-<component>. */}}
+{{/*
+Name of a component's objects: <prefix>-<component>, at most 52 characters, the tightest rule of any kind the chart
+renders (a StatefulSet's pods carry the label controller-revision-hash=<name>-<10 characters>, at most 63). The
+prefix is the fullname when it has at most 33 characters (33 + 1 + 18, the longest component, "grafana-dashboards",
+is 52); a longer one is cut to 24 characters followed by 8 of its hash, so that two long fullnames sharing a
+prefix still differ. Every object of a release shares the prefix.
+*/}}
 {{- define "agentforge.componentName" -}}
-{{- $root := index . 0 -}}
-{{- printf "%s-%s" (include "agentforge.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- $fullname := include "agentforge.fullname" (index . 0) -}}
+{{- if gt (len $fullname) 33 -}}
+{{- $fullname = printf "%s-%s" ($fullname | trunc 24 | trimSuffix "-") ($fullname | sha256sum | trunc 8) -}}
+{{- end -}}
+{{- printf "%s-%s" $fullname (index . 1) -}}
 {{- end -}}
 
 {{/* Labels that select a component's pods. */}}
@@ -172,12 +181,12 @@ resources:
 
 {{/* Secret that holds the application's secret settings. */}}
 {{- define "agentforge.secretName" -}}
-{{- default (printf "%s-secrets" (include "agentforge.fullname" .)) .Values.secrets.existingSecret -}}
+{{- default (include "agentforge.componentName" (list . "secrets")) .Values.secrets.existingSecret -}}
 {{- end -}}
 
 {{/* ConfigMap that holds the application's non-secret settings. */}}
 {{- define "agentforge.configMapName" -}}
-{{- printf "%s-config" (include "agentforge.fullname" .) -}}
+{{- include "agentforge.componentName" (list . "config") -}}
 {{- end -}}
 
 {{/*

@@ -9,7 +9,7 @@ frontend's location, which knows none of the backend's endpoints, and the backen
 {{- $ingress := .Values.ingress -}}
 {{- $tls := $ingress.tls -}}
 {{- if and (not $tls) $ingress.certManager.clusterIssuer -}}
-{{- $tls = list (dict "secretName" (printf "%s-tls" (include "agentforge.fullname" .)) "hosts" $ingress.hosts) -}}
+{{- $tls = list (dict "secretName" (include "agentforge.componentName" (list . "tls")) "hosts" $ingress.hosts) -}}
 {{- end -}}
 {{- with $tls -}}
 tls:
