@@ -46,7 +46,15 @@ COMPONENT = "app.kubernetes.io/component"
 
 
 def scenario_values(scenario: str) -> dict:
-    return deep_merge(FIXED, SCENARIOS[scenario])
+    """The scenario with fixed secrets wherever the chart would generate them (nowhere the values bring their own)."""
+    values = SCENARIOS[scenario]
+    fixed = {}
+    if not values.get("secrets", {}).get("existingSecret"):
+        fixed = {"secrets": dict(FIXED["secrets"])}
+        for server in ("postgresql", "redis"):
+            if values.get(server, {}).get("enabled", True):
+                fixed[server] = FIXED[server]
+    return deep_merge(fixed, values)
 
 
 class Release:

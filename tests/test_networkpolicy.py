@@ -15,7 +15,7 @@ CHART_LABELS = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/insta
 PORTS = {"frontend": 3000, "backend": 8000, "data-collector": 8001, "postgresql": 5432, "redis": 6379,
          "prometheus": 9090, "grafana": 3000}
 ALL_PORTS = sorted(set(PORTS.values()))
-EXTERNAL_DB = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.com"}}
+EXTERNAL_DB = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.com", "password": "pw"}}
 EXTERNAL_REDIS = {"redis": {"enabled": False}, "externalRedis": {"host": "redis.example.com"}}
 GATEWAY = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"},
                           "sessionPersistence": {"providedByGateway": True}}}

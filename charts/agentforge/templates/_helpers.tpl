@@ -9,6 +9,10 @@ kebab-case component name used in object names and labels (backend, data-collect
 
 {{/* Prefix of every object name: the release name, plus the chart name unless the release already holds it. */}}
 {{- define "agentforge.fullname" -}}
+{{- if not (hasKey .Values "_validated") -}}
+{{- $_ := set .Values "_validated" true -}}
+{{- include "agentforge.validateValues" . -}}
+{{- end -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}

@@ -1,0 +1,90 @@
+{{/*
+Constraints between values that the schema cannot express: each refusal names every key involved and what to set.
+Run once per render, by the first agentforge.fullname (every template names its objects before it does anything
+else), so `helm template`, `helm install` and `helm upgrade` all refuse before any other check.
+*/}}
+{{- define "agentforge.validateValues" -}}
+{{- $v := .Values -}}
+{{- $errors := list -}}
+
+{{- /* The backend's grace period must cover the preStop sleep plus uvicorn's graceful shutdown. */ -}}
+{{- $drain := add $v.backend.preStopSleepSeconds $v.backend.server.gracefulShutdownSeconds -}}
+{{- if lt (int $v.backend.terminationGracePeriodSeconds) (int $drain) -}}
+{{- $errors = append $errors (printf "backend.terminationGracePeriodSeconds (%d) must be at least backend.preStopSleepSeconds (%d) + backend.server.gracefulShutdownSeconds (%d) = %d: a shorter one kills WebSockets in the middle of their drain" (int $v.backend.terminationGracePeriodSeconds) (int $v.backend.preStopSleepSeconds) (int $v.backend.server.gracefulShutdownSeconds) (int $drain)) -}}
+{{- end -}}
+
+{{- /* A credential given inline while the Secret that holds it comes from elsewhere would be ignored. */ -}}
+{{- if $v.secrets.existingSecret -}}
+{{- range $key, $value := dict "secrets.secretKey" $v.secrets.secretKey "secrets.encryptionKey" $v.secrets.encryptionKey "postgresql.auth.password" $v.postgresql.auth.password "redis.auth.password" $v.redis.auth.password "externalDatabase.password" $v.externalDatabase.password "externalRedis.password" $v.externalRedis.password "externalDatabase.existingSecret" $v.externalDatabase.existingSecret "externalRedis.existingSecret" $v.externalRedis.existingSecret -}}
+{{- if $value -}}
+{{- $errors = append $errors (printf "%s is set together with secrets.existingSecret (%q), which then holds every credential the app reads: %s would be ignored. Put it in that Secret, or leave secrets.existingSecret empty" $key $v.secrets.existingSecret $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $kind := list "externalDatabase" "externalRedis" -}}
+{{- $ext := index $v $kind -}}
+{{- if and $ext.existingSecret $ext.password -}}
+{{- $errors = append $errors (printf "%s.password and %s.existingSecret are both set: set one of them" $kind $kind) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.grafana.admin.existingSecret $v.grafana.admin.password -}}
+{{- $errors = append $errors "grafana.admin.password and grafana.admin.existingSecret are both set: the password would be ignored. Set one of them" -}}
+{{- end -}}
+
+{{- /* Credentials of a server the release does not run, or does not use. */ -}}
+{{- if $v.postgresql.enabled -}}
+{{- range $key := list "password" "existingSecret" -}}
+{{- if index $v.externalDatabase $key -}}
+{{- $errors = append $errors (printf "externalDatabase.%s is set while postgresql.enabled is true: the bundled PostgreSQL is used and externalDatabase is ignored. Set postgresql.enabled=false to use the external database" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- if $v.postgresql.auth.password -}}
+{{- $errors = append $errors "postgresql.auth.password is set while postgresql.enabled is false: it would be ignored. Set externalDatabase.password (or externalDatabase.existingSecret) for the external database" -}}
+{{- end -}}
+{{- if not (or $v.externalDatabase.password $v.externalDatabase.existingSecret $v.secrets.existingSecret) -}}
+{{- $errors = append $errors "postgresql.enabled is false but the external database has no password: set externalDatabase.password, externalDatabase.existingSecret, or secrets.existingSecret (a Secret holding DATABASE_URL)" -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.redis.enabled -}}
+{{- range $key := list "password" "existingSecret" -}}
+{{- if index $v.externalRedis $key -}}
+{{- $errors = append $errors (printf "externalRedis.%s is set while redis.enabled is true: the bundled Redis is used and externalRedis is ignored. Set redis.enabled=false to use the external Redis" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- else if $v.redis.auth.password -}}
+{{- $errors = append $errors "redis.auth.password is set while redis.enabled is false: it would be ignored. Set externalRedis.password (or externalRedis.existingSecret) for the external Redis" -}}
+{{- end -}}
+
+{{- /* Settings that another one switches off. */ -}}
+{{- if and $v.networkPolicy.egress.enabled (not $v.networkPolicy.enabled) -}}
+{{- $errors = append $errors "networkPolicy.egress.enabled is true while networkPolicy.enabled is false: no policy, egress included, would be rendered. Set networkPolicy.enabled=true, or networkPolicy.egress.enabled=false" -}}
+{{- end -}}
+{{- range $component := list "prometheus" "grafana" -}}
+{{- $persistence := (index $v $component).persistence -}}
+{{- if and $persistence.existingClaim (not $persistence.enabled) -}}
+{{- $errors = append $errors (printf "%s.persistence.existingClaim (%q) is set while %s.persistence.enabled is false: the claim would not be mounted. Set %s.persistence.enabled=true" $component $persistence.existingClaim $component $component) -}}
+{{- end -}}
+{{- end -}}
+{{- range $kind := list "podMonitor" "serviceMonitor" -}}
+{{- $m := index $v.monitoring $kind -}}
+{{- if and $m.enabled $m.scrapeTimeout (gt (int (include "agentforge.durationMs" $m.scrapeTimeout)) (int (include "agentforge.durationMs" $m.interval))) -}}
+{{- $errors = append $errors (printf "monitoring.%s.scrapeTimeout (%s) is longer than monitoring.%s.interval (%s), which Prometheus refuses" $kind $m.scrapeTimeout $kind $m.interval) -}}
+{{- end -}}
+{{- end -}}
+
+{{- with $errors -}}
+{{- fail (printf "\n- %s" (join "\n- " .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Milliseconds of a Prometheus duration such as 1m30s. */}}
+{{- define "agentforge.durationMs" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" . -1 -}}
+{{- $unit := regexFind "(ms|s|m|h|d|w|y)$" . -}}
+{{- $total = add $total (mul (trimSuffix $unit . | int64) (get $units $unit)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
