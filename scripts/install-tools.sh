@@ -78,6 +78,12 @@ main() {
     "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
   go_tool helm3 "$HELM3_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+  # Without a cluster, Helm 3 assumes Kubernetes 1.20 unless told at build time: 1.30, the chart's oldest.
+  local k8s="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=30 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=30"
+  go_tool helm-oldest "$HELM_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_OLDEST_VERSION $k8s"
+  go_tool helm-below-oldest "$HELM_BELOW_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_BELOW_OLDEST_VERSION $k8s"
   go_module_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" ./cmd/promtool \
     "-s -w -X github.com/prometheus/common/version.Version=$(prometheus_release)"
   # The OCI registry (CNCF distribution) that `make publish` and tests/test_distribution.py push charts to.

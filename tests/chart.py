@@ -25,6 +25,9 @@ CHART = ROOT / "charts" / "agentforge"
 TOOLS_BIN = ROOT / ".tools" / "bin"
 HELM = os.environ.get("HELM", str(TOOLS_BIN / "helm"))
 HELM3 = os.environ.get("HELM3", str(TOOLS_BIN / "helm3"))
+# The oldest Helm the chart supports, and the release before it (scripts/versions.env).
+HELM_OLDEST = str(TOOLS_BIN / "helm-oldest")
+HELM_BELOW_OLDEST = str(TOOLS_BIN / "helm-below-oldest")
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 # Oldest supported minor comes from Chart.yaml's kubeVersion; the newest is the newest schema set shipped

@@ -2,13 +2,14 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from chart import CHART, SCENARIO_FILES, closed_schema, helm
+from chart import CHART, HELM_OLDEST, SCENARIO_FILES, closed_schema, helm
 
 INVALID = sorted((Path(__file__).parent / "invalid-values").glob("*.yaml"))
 SCENARIOS = SCENARIO_FILES
@@ -64,6 +65,27 @@ def test_invalid_values_rejected_naming_the_key(path, command):
     assert proc.returncode != 0, f"{path.name} was accepted by helm {command}"
     for expected in expected_messages(path):
         assert expected in proc.stderr, proc.stderr
+
+
+def names_for_the_oldest_helm(expected: str) -> list[str]:
+    """What the oldest Helm's schema validator (gojsonschema) calls a key the newest calls at '/a/b/c': `a.b.c`,
+    or the object holding it (it reports an anyOf by its object); an unknown key: "property <key> is not allowed"."""
+    unknown = re.match(r"^'([^']+)' not allowed", expected)
+    if unknown:  # "Additional property <key> is not allowed"
+        return [f"property {unknown.group(1)} is not allowed"]
+    match = re.match(r"^(?:at ')?(/[^']*)", expected)
+    if not match:
+        return [expected]
+    dotted = match.group(1).strip("/").replace("/", ".")
+    return [dotted, dotted.rsplit(".", 1)[0]]
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_oldest_helm_refuses_them_too(path):
+    proc = helm("template", "invalid", str(CHART), "--values", str(path), binary=HELM_OLDEST, check=False)
+    assert proc.returncode != 0, f"{path.name} was accepted by the oldest supported Helm"
+    for expected in expected_messages(path):
+        assert any(name in proc.stderr for name in names_for_the_oldest_helm(expected)), proc.stderr
 
 
 def test_scenarios_exist():

@@ -4,6 +4,10 @@ Run once per render, by the first agentforge.fullname (every template names its 
 else), so `helm template`, `helm install` and `helm upgrade` all refuse before any other check.
 */}}
 {{- define "agentforge.validateValues" -}}
+{{- $helm := .Capabilities.HelmVersion.Version -}}
+{{- if not (semverCompare ">=3.15.0-0" $helm) -}}
+{{- fail (printf "this chart needs Helm 3.15 or later (the first built for Kubernetes 1.30, the oldest the chart supports); this is Helm %s" $helm) -}}
+{{- end -}}
 {{- $v := .Values -}}
 {{- $errors := list -}}
 
