@@ -70,6 +70,12 @@ else), so `helm template`, `helm install` and `helm upgrade` all refuse before a
 {{- $errors = append $errors (printf "%s.persistence.existingClaim (%q) is set while %s.persistence.enabled is false: the claim would not be mounted. Set %s.persistence.enabled=true" $component $persistence.existingClaim $component $component) -}}
 {{- end -}}
 {{- end -}}
+{{- $prometheus := $v.prometheus -}}
+{{- if and $v.monitoring.enabled $prometheus.persistence.enabled (not $prometheus.persistence.existingClaim) $prometheus.retentionSize -}}
+{{- if ge (float64 (include "agentforge.bytes" $prometheus.retentionSize)) (float64 (include "agentforge.bytes" $prometheus.persistence.size)) -}}
+{{- $errors = append $errors (printf "prometheus.retentionSize (%s) must be below prometheus.persistence.size (%s): Prometheus deletes old blocks only past it, so the claim would fill up first" $prometheus.retentionSize $prometheus.persistence.size) -}}
+{{- end -}}
+{{- end -}}
 {{- range $kind := list "podMonitor" "serviceMonitor" -}}
 {{- $m := index $v.monitoring $kind -}}
 {{- if and $m.enabled $m.scrapeTimeout (gt (int (include "agentforge.durationMs" $m.scrapeTimeout)) (int (include "agentforge.durationMs" $m.interval))) -}}
@@ -91,4 +97,11 @@ else), so `helm template`, `helm install` and `helm upgrade` all refuse before a
 {{- $total = add $total (mul (trimSuffix $unit . | int64) (get $units $unit)) -}}
 {{- end -}}
 {{- $total -}}
+{{- end -}}
+
+{{/* Bytes of a Kubernetes quantity (10Gi, 500M) or a Prometheus size (8GB: powers of 1024), as a float. */}}
+{{- define "agentforge.bytes" -}}
+{{- $units := dict "" 1 "B" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 "KB" 1024.0 "MB" 1048576.0 "GB" 1073741824.0 "TB" 1099511627776.0 "PB" 1125899906842624.0 "EB" 1152921504606846976.0 -}}
+{{- $unit := regexFind "[A-Za-z]*$" (toString .) -}}
+{{- mulf (trimSuffix $unit (toString .) | float64) (get $units $unit) -}}
 {{- end -}}
