@@ -213,8 +213,6 @@ def _tree_hash(*paths: Path) -> str:
     for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
-            if "node_modules" in f.parts or ".next" in f.parts:
-                continue
             digest.update(str(f.relative_to(path.parent)).encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()[:16]

@@ -318,3 +318,13 @@ class Stack:
     def close(self) -> None:
         while self.closers:
             self.closers.pop()()
+
+
+def serve_alone(request, component: str, image: Image) -> Pod:
+    """A component's pod served with nothing else running (no database, no Redis), stopped at the end of the
+    requesting fixture's scope; its release is `pod.rel`. `request.param` is the scenario."""
+    stack = Stack(release(request.param))
+    request.addfinalizer(stack.close)
+    pod = stack.serve(component, component, image)
+    pod.rel = stack.rel
+    return pod

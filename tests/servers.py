@@ -32,7 +32,7 @@ IS_ROOT = os.geteuid() == 0
 
 
 def rendered_servers(objects: Manifests, release: str = "agentforge") -> dict:
-    """What a render gives the bundled servers: the app Secret and ConfigMap, and the Redis and PostgreSQL
+    """What a render gives the bundled servers: the app Secret, and the Redis and PostgreSQL
     containers with Redis' configuration (None where the render has no bundled server)."""
     secret = objects.get("Secret", f"{component_name('secrets', release)}")
     redis_set = objects.find("StatefulSet", component_name("redis", release))
@@ -40,7 +40,6 @@ def rendered_servers(objects: Manifests, release: str = "agentforge") -> dict:
     redis_conf = objects.find("ConfigMap", component_name("redis", release))
     return {
         "secret": {k: base64.b64decode(v).decode() for k, v in secret["data"].items()},
-        "config": objects.get("ConfigMap", component_name("config", release))["data"],
         "redis_conf": redis_conf["data"]["redis.conf"] if redis_conf else None,
         "redis": container(redis_set, "redis") if redis_set else None,
         "postgresql": container(postgres_set, "postgresql") if postgres_set else None,

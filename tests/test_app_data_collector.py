@@ -10,7 +10,7 @@ import pytest
 
 import appsrc
 from apphttp import exposition_types, request
-from appstack import Stack, distinct_scenarios, release
+from appstack import distinct_scenarios, serve_alone
 from chart import pod_spec
 from pods import wait_for_probe
 
@@ -20,12 +20,8 @@ SCENARIOS = distinct_scenarios("data-collector", "data-collector")
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def collector(request, app_ready):
-    stack = Stack(release(request.param))
-    request.addfinalizer(stack.close)
     # No database or Redis is started: the collector's pod could not reach them anyway (NetworkPolicies).
-    pod = stack.serve("data-collector", "data-collector", appsrc.python_image("data-collector"))
-    pod.rel = stack.rel
-    return pod
+    return serve_alone(request, "data-collector", appsrc.python_image("data-collector"))
 
 
 def test_probes_answer(collector, record_property):

@@ -8,7 +8,7 @@ import pytest
 
 import appsrc
 from apphttp import request
-from appstack import Stack, distinct_scenarios, release
+from appstack import distinct_scenarios, serve_alone
 from chart import pod_spec
 from pods import wait_for_probe
 
@@ -18,11 +18,7 @@ SCENARIOS = distinct_scenarios("frontend", "frontend")
 
 @pytest.fixture(scope="module", params=SCENARIOS)
 def frontend(request, app_ready):
-    stack = Stack(release(request.param))
-    request.addfinalizer(stack.close)
-    pod = stack.serve("frontend", "frontend", appsrc.frontend_image())
-    pod.rel = stack.rel
-    return pod
+    return serve_alone(request, "frontend", appsrc.frontend_image())
 
 
 def test_home_page_and_probes(frontend, record_property):

@@ -353,19 +353,6 @@ keys its code reads, not the whole Secret.
 {{- toYaml $env -}}
 {{- end -}}
 
-{{/*
-Refuse server arguments that would start more than one process, or recycle or reload the only one: the in-memory
-state (WebSocket sessions, collections) lives in one process. (list "values.path" ARGS)
-*/}}
-{{- define "agentforge.refuseServerArgs" -}}
-{{- $path := index . 0 -}}
-{{- range (index . 1) }}
-{{- if regexMatch "^--(workers|reload|limit-max-requests)([= ]|$)" (toString .) }}
-{{- fail (printf "%s must not contain %q: the server runs exactly one process, which holds the in-memory state (set workers in values, which must be 1)" $path .) }}
-{{- end }}
-{{- end }}
-{{- end -}}
-
 {{/* Container security context and resources: (.Values.<component>). */}}
 {{- define "agentforge.containerSettings" -}}
 {{- with .containerSecurityContext }}

@@ -17,6 +17,26 @@ else), so `helm template`, `helm install` and `helm upgrade` all refuse before a
 {{- $errors = append $errors (printf "backend.terminationGracePeriodSeconds (%d) must be at least backend.preStopSleepSeconds (%d) + backend.server.gracefulShutdownSeconds (%d) = %d: a shorter one kills WebSockets in the middle of their drain" (int $v.backend.terminationGracePeriodSeconds) (int $v.backend.preStopSleepSeconds) (int $v.backend.server.gracefulShutdownSeconds) (int $drain)) -}}
 {{- end -}}
 
+{{- /* Server arguments that would start more than one process, or recycle or reload the only one: the in-memory
+state (WebSocket sessions, collections) lives in one process. */ -}}
+{{- range $path, $args := dict "backend.server.extraArgs" $v.backend.server.extraArgs "dataCollector.server.extraArgs" $v.dataCollector.server.extraArgs -}}
+{{- range $args -}}
+{{- if regexMatch "^--(workers|reload|limit-max-requests)([= ]|$)" (toString .) -}}
+{{- $errors = append $errors (printf "%s must not contain %q: the server runs exactly one process, which holds the in-memory state (set workers in values, which must be 1)" $path .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Discussion sessions and pipeline runs live in one backend pod's memory: routes to several need affinity. */ -}}
+{{- $route := $v.httpRoute -}}
+{{- if and $route.enabled (not $route.parentRef.name) -}}
+{{- $errors = append $errors "httpRoute.parentRef.name is required when httpRoute.enabled is true: name the Gateway the routes attach to" -}}
+{{- end -}}
+{{- $pods := ternary $v.backend.autoscaling.maxReplicas $v.backend.replicaCount $v.backend.autoscaling.enabled | int -}}
+{{- if and $route.enabled (gt $pods 1) (not $route.sessionPersistence.enabled) (not $route.sessionPersistence.providedByGateway) -}}
+{{- $errors = append $errors (printf "httpRoute.enabled with up to %d backend pods needs affinity: discussion sessions and pipeline runs live in one backend pod's memory, so a client must keep reaching the same pod. Set httpRoute.sessionPersistence.enabled=true (cookie affinity; needs the Gateway API experimental channel), or httpRoute.sessionPersistence.providedByGateway=true if your Gateway pins clients by a policy of its own, or run one backend pod (backend.autoscaling.enabled=false, backend.replicaCount=1)" $pods) -}}
+{{- end -}}
+
 {{- /* A credential given inline while the Secret that holds it comes from elsewhere would be ignored. */ -}}
 {{- if $v.secrets.existingSecret -}}
 {{- range $key, $value := dict "secrets.secretKey" $v.secrets.secretKey "secrets.encryptionKey" $v.secrets.encryptionKey "postgresql.auth.password" $v.postgresql.auth.password "redis.auth.password" $v.redis.auth.password "externalDatabase.password" $v.externalDatabase.password "externalRedis.password" $v.externalRedis.password "externalDatabase.existingSecret" $v.externalDatabase.existingSecret "externalRedis.existingSecret" $v.externalRedis.existingSecret -}}

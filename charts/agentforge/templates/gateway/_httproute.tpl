@@ -20,7 +20,7 @@ metadata:
   {{- end }}
 spec:
   parentRefs:
-    - name: {{ required "httpRoute.parentRef.name is required when httpRoute.enabled is true: name the Gateway the routes attach to" $parent.name | quote }}
+    - name: {{ $parent.name | quote }}
       {{- with $parent.namespace }}
       namespace: {{ . }}
       {{- end }}
