@@ -21,7 +21,8 @@ import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CHART = ROOT / "charts" / "agentforge"
+# AGENTFORGE_CHART points every tier at another copy of the chart (scripts/mutate.py runs the tiers on mutants).
+CHART = Path(os.environ.get("AGENTFORGE_CHART", ROOT / "charts" / "agentforge")).resolve()
 TOOLS_BIN = ROOT / ".tools" / "bin"
 HELM = os.environ.get("HELM", str(TOOLS_BIN / "helm"))
 HELM3 = os.environ.get("HELM3", str(TOOLS_BIN / "helm3"))
@@ -83,9 +84,8 @@ def validate_object(obj: dict, kube_version: str) -> None:
     kubernetes_validate.validate(obj, kube_version, strict=True)
 
 
-@functools.cache
-def _render(values_json: str, name: str, namespace: str, kube_version: str,
-            show_only: tuple[str, ...], binary: str, validate: bool) -> tuple[dict, ...]:
+def _render_uncached(values_json: str, name: str, namespace: str, kube_version: str,
+                     show_only: tuple[str, ...], binary: str, validate: bool) -> tuple[dict, ...]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(values_json)  # JSON is YAML
         values_file = f.name
@@ -107,12 +107,21 @@ def _render(values_json: str, name: str, namespace: str, kube_version: str,
     return docs
 
 
+_render = functools.cache(_render_uncached)
+
+
 def render_chart(values: dict | None = None, *, name: str = "agentforge", namespace: str = "agentforge",
                  kube_version: str = MAX_KUBE, show_only: Iterable[str] = (), helm_binary: str = HELM,
-                 validate: bool = True) -> Manifests:
-    """Render the chart and return its objects (a fresh copy: tests may mutate it)."""
-    docs = _render(json.dumps(values or {}, sort_keys=True), name, namespace, kube_version,
-                   tuple(show_only), helm_binary, validate)
+                 validate: bool = True, fresh: bool = False) -> Manifests:
+    """Render the chart and return its objects (a copy: tests may mutate it).
+
+    Each distinct input is rendered once per session; `fresh=True` runs helm again, for tests that compare two
+    renders of the same input (generated secrets, checksums, hook names), where a cached render would compare
+    one object with itself.
+    """
+    render = _render_uncached if fresh else _render
+    docs = render(json.dumps(values or {}, sort_keys=True), name, namespace, kube_version,
+                  tuple(show_only), helm_binary, validate)
     return Manifests(json.loads(json.dumps(docs)))
 
 
