@@ -72,6 +72,30 @@ checkov_env() {
   ln -sfn "$venv/bin/checkov" "$BIN/checkov"
 }
 
+# The render server the tests render through (scripts/render-server): the pinned helm's template code and
+# kubeconform's validator in one long-lived process. Its go.mod pins helm at HELM_VERSION and kubeconform at
+# KUBECONFORM_VERSION (tests/test_chart.py checks both); a hash of its sources names the build.
+render_server() {
+  local src="$ROOT/scripts/render-server" hash dir
+  hash="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)"
+  dir="$TOOLS/render-server-$hash"
+  if [[ ! -x "$dir/render-server" ]]; then
+    log "building the render server (helm $HELM_VERSION and kubeconform $KUBECONFORM_VERSION as libraries)"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$dir/render-server" .)
+  fi
+  ln -sfn "$dir/render-server" "$BIN/render-server"
+}
+
+# kubeconform's schema folder, made from the pinned kubernetes-validate package's strict schemas.
+kube_schemas() {
+  local out="$TOOLS/kube-schemas" want
+  want="$(cat "$ROOT/scripts/kube-schemas.py" "$ROOT/pyproject.toml" "$ROOT/charts/agentforge/Chart.yaml" | sha256sum)"
+  if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$want" ]]; then return; fi
+  rm -rf "$out"
+  "$ROOT/.venv/bin/python" "$ROOT/scripts/kube-schemas.py" "$out" >&2
+  echo "$want" >"$out/.stamp"
+}
+
 main() {
   command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
   go_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm \
@@ -89,7 +113,9 @@ main() {
   # The OCI registry (CNCF distribution) that `make publish` and tests/test_distribution.py push charts to.
   go_tool registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry \
     "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
+  render_server
   python_env
+  kube_schemas
   checkov_env
   log "ready: $("$BIN/helm" version --short), helm3 $("$BIN/helm3" version --short)"
 }

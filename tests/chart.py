@@ -1,23 +1,25 @@
-"""Render harness: `helm template` the chart once per distinct input and validate every object.
+"""Render harness: `helm template` the chart once per distinct input and validate every object once.
 
-One helper, `render_chart`, runs helm with the values written to a temp file, raises RenderError
-carrying helm's stderr when the render fails, parses every document, and validates each object
-against the strict Kubernetes schemas of the oldest and newest Kubernetes version the chart supports.
+One helper, `render_chart`, renders through the render server (scripts/render-server: the pinned helm's own
+template code and kubeconform's validator, in one process per test worker), raises RenderError carrying helm's
+message when the render fails, parses every document, and has kubeconform validate each object against the
+strict Kubernetes schemas of the oldest and newest Kubernetes version the chart supports. Given a helm binary,
+it runs that binary instead (the Helm 3 and oldest-Helm comparisons, and the test that the server renders what
+the helm CLI renders).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,9 @@ HELM3 = os.environ.get("HELM3", str(TOOLS_BIN / "helm3"))
 # The oldest Helm the chart supports, and the release before it (scripts/versions.env).
 HELM_OLDEST = str(TOOLS_BIN / "helm-oldest")
 HELM_BELOW_OLDEST = str(TOOLS_BIN / "helm-below-oldest")
+RENDER_SERVER = TOOLS_BIN / "render-server"
+# The strict schemas of every supported Kubernetes minor, laid out for kubeconform by scripts/kube-schemas.py.
+KUBE_SCHEMAS = ROOT / ".tools" / "kube-schemas"
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 # Oldest supported minor comes from Chart.yaml's kubeVersion; the newest is the newest schema set shipped
@@ -79,49 +84,86 @@ def helm(*args: str, binary: str = HELM, check: bool = True, timeout: int = 300)
     return proc
 
 
-def validate_object(obj: dict, kube_version: str) -> None:
-    """Strict schema validation (unknown fields are errors) of one object."""
-    kubernetes_validate.validate(obj, kube_version, strict=True)
+class RenderServer:
+    """One render server process, started on first use; requests and replies are JSON lines."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def request(self, **request: Any) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([str(RENDER_SERVER), str(KUBE_SCHEMAS)], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True)
+            atexit.register(self.stop)
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"{RENDER_SERVER} exited with {self.proc.wait()}")
+        return json.loads(reply)
+
+    def render(self, values_text: str, *, chart: Path = CHART, name: str = "agentforge",
+               namespace: str = "agentforge", kube_version: str = MAX_KUBE, install: bool = False,
+               validate: tuple[str, ...] = (), objects: bool = False) -> str | list[dict]:
+        """The manifest `helm template` (or `helm install --dry-run=client`) prints, or with `objects` its objects
+        as the API machinery reads YAML; RenderError as helm fails, AssertionError when kubeconform refuses."""
+        reply = self.request(chart=str(chart), name=name, namespace=namespace, kube_version=kube_version,
+                             values=values_text, install=install, validate=list(validate),
+                             skip_kinds=sorted(CRD_KINDS), objects=objects)
+        command = ["helm", "install --dry-run=client" if install else "template", name, str(chart)]
+        if "error" in reply:
+            raise RenderError(command, f"Error: {reply['error']}")
+        if reply.get("invalid"):
+            raise AssertionError("kubeconform: " + "\n".join(f"{i['object']} (Kubernetes {i['version']}): "
+                                                              f"{i['error']}" for i in reply["invalid"]))
+        return reply["objects"] if objects else reply["manifest"]
+
+    def stop(self) -> None:
+        """End the server: it exits when its input closes."""
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+            self.proc = None
 
 
-def _render_uncached(values_json: str, name: str, namespace: str, kube_version: str,
-                     show_only: tuple[str, ...], binary: str, validate: bool) -> tuple[dict, ...]:
+RENDERER = RenderServer()
+
+
+def parse(manifest: str) -> tuple[dict, ...]:
+    return tuple(d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if d)  # libyaml: 10x faster
+
+
+def _render_uncached(values_json: str, name: str, namespace: str, kube_version: str, binary: str | None,
+                     validate: bool) -> tuple[dict, ...]:
+    if binary is None:
+        return tuple(RENDERER.render(values_json, name=name, namespace=namespace, kube_version=kube_version,
+                                     validate=(MIN_KUBE, MAX_KUBE) if validate else (), objects=True))
+    assert not validate, "validation runs in the render server: render with a helm binary with validate=False"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(values_json)  # JSON is YAML
         values_file = f.name
     try:
-        args = ["template", name, str(CHART), "--namespace", namespace,
-                "--kube-version", kube_version, "--values", values_file]
-        for template in show_only:
-            args += ["--show-only", template]
-        out = helm(*args, binary=binary).stdout
+        out = helm("template", name, str(CHART), "--namespace", namespace, "--kube-version", kube_version,
+                   "--values", values_file, binary=binary).stdout
     finally:
         os.unlink(values_file)
-    docs = tuple(d for d in yaml.load_all(out, Loader=yaml.CSafeLoader) if d)  # libyaml: 10x faster
-    if validate:
-        for obj in docs:
-            if obj["kind"] in CRD_KINDS:
-                continue
-            for version in {MIN_KUBE, MAX_KUBE}:
-                validate_object(obj, version)
-    return docs
+    return parse(out)
 
 
 _render = functools.cache(_render_uncached)
 
 
 def render_chart(values: dict | None = None, *, name: str = "agentforge", namespace: str = "agentforge",
-                 kube_version: str = MAX_KUBE, show_only: Iterable[str] = (), helm_binary: str = HELM,
-                 validate: bool = True, fresh: bool = False) -> Manifests:
+                 kube_version: str = MAX_KUBE, helm_binary: str | None = None, validate: bool = True,
+                 fresh: bool = False) -> Manifests:
     """Render the chart and return its objects (a copy: tests may mutate it).
 
-    Each distinct input is rendered once per session; `fresh=True` runs helm again, for tests that compare two
+    Each distinct input is rendered once per session; `fresh=True` renders again, for tests that compare two
     renders of the same input (generated secrets, checksums, hook names), where a cached render would compare
-    one object with itself.
+    one object with itself. `helm_binary` runs that helm CLI instead of the render server.
     """
     render = _render_uncached if fresh else _render
-    docs = render(json.dumps(values or {}, sort_keys=True), name, namespace, kube_version,
-                  tuple(show_only), helm_binary, validate)
+    docs = render(json.dumps(values or {}, sort_keys=True), name, namespace, kube_version, helm_binary, validate)
     return Manifests(json.loads(json.dumps(docs)))
 
 

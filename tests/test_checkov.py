@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from chart import CHART, ROOT, SCENARIOS, TOOLS_BIN, helm
+from chart import RENDERER, ROOT, SCENARIOS, TOOLS_BIN
 
 CONFIG = ROOT / "ci" / "checkov.yaml"
 EXCEPTIONS = yaml.safe_load((ROOT / "ci" / "checkov-exceptions.yaml").read_text())
@@ -20,31 +20,34 @@ def allowed(check: str, resource: str, scenario: str) -> dict | None:
     return None
 
 
-def checkov_failures(manifest: str, tmp_path) -> tuple[set[tuple[str, str]], int]:
-    (tmp_path / "rendered.yaml").write_text(manifest)
-    proc = subprocess.run([str(TOOLS_BIN / "checkov"), "--config-file", str(CONFIG), "-d", str(tmp_path),
-                           "--output", "json"], capture_output=True, text=True, timeout=600)
-    report = json.loads(proc.stdout)
-    reports = report if isinstance(report, list) else [report]
-    failed = set()
-    passed = 0
-    for r in reports:
-        passed += r["summary"]["passed"]
-        for f in r["results"]["failed_checks"]:
-            kind, _namespace, name = f["resource"].split(".", 2)
-            failed.add((f["check_id"], f"{kind}/{name.split('.')[0]}"))
-    return failed, passed
+def scenario_of(finding: dict) -> str:
+    return finding["file_path"].strip("/").split("/")[0]
 
 
 @pytest.fixture(scope="module")
 def findings(tmp_path_factory):
-    out = {}
+    """{scenario: (failed (check, Kind/name) pairs, number of passed checks)}, from one checkov run over every
+    scenario's render, each in a folder, a namespace and a release of its own, since graph checks match objects
+    across files by their labels. Findings name objects as the release "agentforge" would."""
+    root = tmp_path_factory.mktemp("checkov")
     for scenario, values in SCENARIOS.items():
-        values_file = tmp_path_factory.mktemp("values") / "values.yaml"
-        values_file.write_text(json.dumps(values))
-        manifest = helm("template", "agentforge", str(CHART), "--namespace", "agentforge",
-                        "--values", str(values_file)).stdout
-        out[scenario] = checkov_failures(manifest, tmp_path_factory.mktemp(scenario))
+        (root / scenario).mkdir()
+        (root / scenario / "rendered.yaml").write_text(RENDERER.render(
+            json.dumps(values), name=f"{scenario}-agentforge", namespace=f"scan-{scenario}"))
+    config = tmp_path_factory.mktemp("config") / "checkov.yaml"  # ci/checkov.yaml, listing passed checks too
+    config.write_text(yaml.safe_dump(yaml.safe_load(CONFIG.read_text()) | {"quiet": False}))
+    proc = subprocess.run([str(TOOLS_BIN / "checkov"), "--config-file", str(config), "-d", str(root),
+                           "--output", "json"], capture_output=True, text=True, timeout=600)
+    report = json.loads(proc.stdout)
+    out = {scenario: (set(), 0) for scenario in SCENARIOS}
+    for r in report if isinstance(report, list) else [report]:
+        for f in r["results"]["passed_checks"]:
+            failed, passed = out[scenario_of(f)]
+            out[scenario_of(f)] = (failed, passed + 1)
+        for f in r["results"]["failed_checks"]:
+            kind, _namespace, name = f["resource"].split(".", 2)
+            release_name = name.split(".")[0].replace(f"{scenario_of(f)}-agentforge", "agentforge", 1)
+            out[scenario_of(f)][0].add((f["check_id"], f"{kind}/{release_name}"))
     return out
 
 

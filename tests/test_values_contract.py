@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from chart import CHART, HELM_OLDEST, SCENARIO_FILES, closed_schema, helm
+from chart import CHART, HELM_OLDEST, RENDERER, SCENARIO_FILES, RenderError, closed_schema, helm
 
 INVALID = sorted((Path(__file__).parent / "invalid-values").glob("*.yaml"))
 SCENARIOS = SCENARIO_FILES
@@ -61,10 +61,27 @@ def test_enough_invalid_cases():
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
 @pytest.mark.parametrize("command", ["template", "install --dry-run=client"])
 def test_invalid_values_rejected_naming_the_key(path, command):
+    """Through the render server: helm's template and install actions (test_compatibility proves it renders what
+    the CLI renders; test_the_cli_refuses_like_the_render_server, that the CLI refuses alike)."""
+    with pytest.raises(RenderError) as refused:
+        RENDERER.render(path.read_text(), name="invalid", install=command != "template")
+    for expected in expected_messages(path):
+        assert expected in refused.value.stderr, refused.value.stderr
+
+
+@pytest.mark.parametrize("path", INVALID[::8], ids=lambda p: p.stem)
+@pytest.mark.parametrize("command", ["template", "install --dry-run=client"])
+def test_the_cli_refuses_like_the_render_server(path, command):
+    """A sample of the corpus through the helm CLI: the same message, but for the CLI's own decorations (install
+    prefixes INSTALLATION FAILED; template adds a hint about --debug)."""
     proc = helm(*command.split(), "invalid", str(CHART), "--values", str(path), check=False)
     assert proc.returncode != 0, f"{path.name} was accepted by helm {command}"
-    for expected in expected_messages(path):
-        assert expected in proc.stderr, proc.stderr
+    with pytest.raises(RenderError) as refused:
+        RENDERER.render(path.read_text(), name="invalid", install=command != "template")
+    server = refused.value.stderr.strip()
+    if command != "template":
+        server = server.replace("Error: ", "Error: INSTALLATION FAILED: ", 1)
+    assert proc.stderr.removesuffix("\n\nUse --debug flag to render out invalid YAML\n").strip() == server
 
 
 def names_for_the_oldest_helm(expected: str) -> list[str]:
@@ -94,5 +111,4 @@ def test_scenarios_exist():
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_accepted(path):
-    proc = helm("template", "scenario", str(CHART), "--values", str(path), check=False)
-    assert proc.returncode == 0, proc.stderr
+    assert "kind: Deployment" in RENDERER.render(path.read_text(), name="scenario")

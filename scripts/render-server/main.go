@@ -1,0 +1,193 @@
+// render-server: `helm template` and kubeconform in one long-lived process, so that a test session renders
+// and validates thousands of objects without paying helm's start-up for each render.
+//
+// One JSON request per stdin line, one JSON reply per stdout line. A render takes the code path of the helm
+// CLI's template command (action.Install with a client-side dry run, Replace, hooks appended in the CLI's
+// format), from the helm module this go.mod pins (the same version as scripts/versions.env's HELM_VERSION).
+// With "validate", every object is validated by kubeconform's validator (pinned here as well) against the
+// strict schemas of each listed Kubernetes version, from the schema folder given as the only argument.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/yannh/kubeconform/pkg/validator"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/loader"
+	valuesloader "helm.sh/helm/v4/pkg/chart/v2/loader"
+	release "helm.sh/helm/v4/pkg/release/v1"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	"sigs.k8s.io/yaml"
+)
+
+type request struct {
+	Chart       string   `json:"chart"`
+	Name        string   `json:"name"`
+	Namespace   string   `json:"namespace"`
+	KubeVersion string   `json:"kube_version"`
+	Values      string   `json:"values"`  // a values file's contents (YAML or JSON)
+	Install     bool     `json:"install"` // `helm install --dry-run=client` rather than `helm template`
+	Validate    []string `json:"validate"`
+	SkipKinds   []string `json:"skip_kinds"`
+	Objects     bool     `json:"objects"` // reply with the objects as JSON rather than the manifest's text
+}
+
+type invalid struct {
+	Object  string `json:"object"`
+	Version string `json:"version"`
+	Error   string `json:"error"`
+}
+
+type reply struct {
+	Manifest string            `json:"manifest,omitempty"`
+	Objects  []json.RawMessage `json:"objects,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Invalid  []invalid         `json:"invalid,omitempty"`
+}
+
+func render(req request) (string, error) {
+	vals, err := valuesloader.LoadValues(strings.NewReader(req.Values))
+	if err != nil {
+		return "", fmt.Errorf("failed to parse values: %w", err)
+	}
+	ch, err := loader.Load(req.Chart)
+	if err != nil {
+		return "", err
+	}
+	client := action.NewInstall(action.NewConfiguration())
+	client.DryRunStrategy = action.DryRunClient
+	client.ReleaseName = req.Name
+	client.Namespace = req.Namespace
+	client.Replace = !req.Install // the template command skips the name check
+	if req.KubeVersion != "" {
+		kv, err := common.ParseKubeVersion(req.KubeVersion)
+		if err != nil {
+			return "", fmt.Errorf("invalid kube version '%s': %w", req.KubeVersion, err)
+		}
+		client.KubeVersion = kv
+	}
+	r, err := client.RunWithContext(context.Background(), ch, vals)
+	if err != nil {
+		return "", err
+	}
+	rel := r.(*release.Release)
+	var b strings.Builder
+	fmt.Fprintln(&b, strings.TrimSpace(rel.Manifest))
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
+	}
+	return b.String(), nil
+}
+
+type validators struct {
+	schemas string
+	mu      sync.Mutex
+	byKey   map[string]validator.Validator
+}
+
+func (v *validators) get(version string, skip []string) (validator.Validator, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	key := version + "|" + strings.Join(skip, ",")
+	if val, ok := v.byKey[key]; ok {
+		return val, nil
+	}
+	kinds := map[string]struct{}{}
+	for _, k := range skip {
+		kinds[k] = struct{}{}
+	}
+	val, err := validator.New([]string{v.schemas}, validator.Opts{KubernetesVersion: version, Strict: true, SkipKinds: kinds})
+	if err != nil {
+		return nil, err
+	}
+	v.byKey[key] = val
+	return val, nil
+}
+
+func (v *validators) validate(manifest string, versions, skip []string) ([]invalid, error) {
+	var out []invalid
+	for _, version := range versions {
+		val, err := v.get(version, skip)
+		if err != nil {
+			return nil, err
+		}
+		for _, res := range val.Validate("render", io.NopCloser(strings.NewReader(manifest))) {
+			if res.Status != validator.Invalid && res.Status != validator.Error {
+				continue
+			}
+			object := "?"
+			if sig, err := res.Resource.Signature(); err == nil {
+				object = sig.Kind + "/" + sig.Name
+			}
+			message := "invalid"
+			if res.Err != nil {
+				message = res.Err.Error()
+			}
+			out = append(out, invalid{Object: object, Version: version, Error: message})
+		}
+	}
+	return out, nil
+}
+
+// objects converts each YAML document of a manifest to JSON as the Kubernetes API machinery does (sigs.k8s.io/yaml),
+// in the order of the manifest, leaving out empty documents.
+func objects(manifest string) ([]json.RawMessage, error) {
+	docs := releaseutil.SplitManifests(manifest)
+	keys := make([]string, 0, len(docs))
+	for k := range docs {
+		keys = append(keys, k)
+	}
+	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
+	out := []json.RawMessage{}
+	for _, k := range keys {
+		doc, err := yaml.YAMLToJSON([]byte(docs[k]))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", strings.SplitN(docs[k], "\n", 2)[0], err)
+		}
+		if string(doc) != "null" {
+			out = append(out, doc)
+		}
+	}
+	return out, nil
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: render-server SCHEMA_DIR  (requests on stdin, one JSON object a line)")
+		os.Exit(2)
+	}
+	// A render allocates much and keeps little: collecting garbage less often saves about a sixth of the CPU.
+	debug.SetGCPercent(400)
+	vals := &validators{schemas: os.Args[1], byKey: map[string]validator.Validator{}}
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 64<<20)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		var req request
+		var rep reply
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			rep.Error = err.Error()
+		} else if m, err := render(req); err != nil {
+			rep.Error = err.Error()
+		} else if rep.Invalid, err = vals.validate(m, req.Validate, req.SkipKinds); err != nil {
+			rep.Error = err.Error()
+		} else if !req.Objects {
+			rep.Manifest = m
+		} else if rep.Objects, err = objects(m); err != nil {
+			rep.Error = err.Error()
+		}
+		if err := out.Encode(rep); err != nil {
+			os.Exit(1)
+		}
+	}
+}
