@@ -72,18 +72,17 @@ checkov_env() {
   ln -sfn "$venv/bin/checkov" "$BIN/checkov"
 }
 
-# The render server the tests render through (scripts/render-server): the pinned helm's template code and
-# kubeconform's validator in one long-lived process. Its go.mod pins helm at HELM_VERSION and kubeconform at
-# KUBECONFORM_VERSION (tests/test_chart.py checks both); a hash of its sources names the build.
-render_server() {
-  local src="$ROOT/scripts/render-server" hash dir
-  hash="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)"
-  dir="$TOOLS/render-server-$hash"
-  if [[ ! -x "$dir/render-server" ]]; then
-    log "building the render server (helm $HELM_VERSION and kubeconform $KUBECONFORM_VERSION as libraries)"
-    (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$dir/render-server" .)
+# go_local_tool NAME DIR [LDFLAGS]: build the Go module in DIR (pinned by its go.mod and go.sum) into
+# .tools/<NAME>-<hash of its sources>/ and link it as .tools/bin/NAME.
+go_local_tool() {
+  local name=$1 src=$2 ldflags=${3:-} hash dir
+  hash="$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go <(echo "$ldflags") | sha256sum | cut -c1-16)"
+  dir="$TOOLS/$name-$hash"
+  if [[ ! -x "$dir/$name" ]]; then
+    log "building $name ($src)"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$name" .)
   fi
-  ln -sfn "$dir/render-server" "$BIN/render-server"
+  ln -sfn "$dir/$name" "$BIN/$name"
 }
 
 # kubeconform's schema folder, made from the pinned kubernetes-validate package's strict schemas.
@@ -113,7 +112,11 @@ main() {
   # The OCI registry (CNCF distribution) that `make publish` and tests/test_distribution.py push charts to.
   go_tool registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry \
     "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
-  render_server
+  # The render servers the tests render through: the pinned helm's template code (and for the newest, kubeconform's
+  # validator) in one long-lived process each. Their go.mod files pin helm at HELM_VERSION, HELM_OLDEST_VERSION and
+  # kubeconform at KUBECONFORM_VERSION (tests/test_chart.py checks them).
+  go_local_tool render-server "$ROOT/scripts/render-server"
+  go_local_tool render-server-oldest "$ROOT/scripts/render-server/oldest" "$k8s"
   python_env
   kube_schemas
   checkov_env

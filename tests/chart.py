@@ -31,7 +31,6 @@ HELM3 = os.environ.get("HELM3", str(TOOLS_BIN / "helm3"))
 # The oldest Helm the chart supports, and the release before it (scripts/versions.env).
 HELM_OLDEST = str(TOOLS_BIN / "helm-oldest")
 HELM_BELOW_OLDEST = str(TOOLS_BIN / "helm-below-oldest")
-RENDER_SERVER = TOOLS_BIN / "render-server"
 # The strict schemas of every supported Kubernetes minor, laid out for kubeconform by scripts/kube-schemas.py.
 KUBE_SCHEMAS = ROOT / ".tools" / "kube-schemas"
 
@@ -87,19 +86,19 @@ def helm(*args: str, binary: str = HELM, check: bool = True, timeout: int = 300)
 class RenderServer:
     """One render server process, started on first use; requests and replies are JSON lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, *command: Path) -> None:
+        self.command = [str(part) for part in command]
         self.proc: subprocess.Popen | None = None
 
     def request(self, **request: Any) -> dict:
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([str(RENDER_SERVER), str(KUBE_SCHEMAS)], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             atexit.register(self.stop)
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         reply = self.proc.stdout.readline()
         if not reply:
-            raise RuntimeError(f"{RENDER_SERVER} exited with {self.proc.wait()}")
+            raise RuntimeError(f"{self.command[0]} exited with {self.proc.wait()}")
         return json.loads(reply)
 
     def render(self, values_text: str, *, chart: Path = CHART, name: str = "agentforge",
@@ -126,7 +125,14 @@ class RenderServer:
             self.proc = None
 
 
-RENDERER = RenderServer()
+def pinned(tool: str) -> str:
+    """A version from scripts/versions.env, e.g. pinned("HELM") is HELM_VERSION's value."""
+    return re.search(rf"^{tool}_VERSION=(\S+)$", (ROOT / "scripts" / "versions.env").read_text(), re.M).group(1)
+
+
+RENDERER = RenderServer(TOOLS_BIN / "render-server", KUBE_SCHEMAS)
+# The oldest supported Helm's template code (scripts/render-server/oldest): renders only, no validation.
+OLDEST_RENDERER = RenderServer(TOOLS_BIN / "render-server-oldest")
 
 
 def parse(manifest: str) -> tuple[dict, ...]:
