@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
-"""Benchmark: `helm template` time of this chart beside a `helm create` scaffold, and the render tier's wall time.
+"""Benchmark: how long rendering takes, one render and the whole test tiers. Prints figures; asserts nothing.
 
-Prints figures; asserts nothing. Usage: make bench (or .venv/bin/python scripts/bench.py [--runs N] [--no-tier]).
+- `helm template` of this chart beside a `helm create` scaffold (the helm CLI, a process per render);
+- one render through the render server the tests use (scripts/render-server), without and with kubeconform;
+- the render tier (`make test-render`'s selection) before and after the render server: BEFORE (default: the
+  commit before it) is checked out into a temporary git worktree that borrows this checkout's .tools and .venv;
+- the full `make test` with the toolchain already installed.
+
+Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-before] [--no-full].
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import subprocess
 import sys
@@ -17,6 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HELM = ROOT / ".tools" / "bin" / "helm"
 CHART = ROOT / "charts" / "agentforge"
+# The last commit whose render tier ran the helm CLI once per render and validated in Python.
+BEFORE = "3b37528"
+RENDER_TIER = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m", "not e2e and not servers and not app"]
 
 
 def timed(cmd: list[str], **kwargs) -> float:
@@ -31,16 +42,52 @@ def template_times(chart: Path, runs: int) -> list[float]:
     return [timed(cmd) for _ in range(runs)]
 
 
+def server_times(values: dict, runs: int, validate: tuple[str, ...]) -> list[float]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from chart import RENDERER
+
+    RENDERER.render(json.dumps(values), validate=validate)  # start the server, compile the schemas
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        RENDERER.render(json.dumps(values), validate=validate, objects=True)
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def describe(label: str, samples: list[float]) -> str:
     ms = [s * 1000 for s in samples]
-    return (f"{label:<28} median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f}   max {max(ms):7.1f}"
+    return (f"{label:<52} median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f}   max {max(ms):7.1f}"
             f"   (n={len(ms)})")
+
+
+def tier(checkout: Path) -> str:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, *RENDER_TIER], cwd=checkout, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    summary = (re.findall(r"^=*\s*(\d+ passed.*?) in [\d.]+s", proc.stdout, re.M) or ["no summary"])[-1]
+    return f"{wall:6.1f} s wall, {summary.strip()}" + ("" if proc.returncode == 0 else f" (exit {proc.returncode})")
+
+
+def tier_before(ref: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = Path(tmp) / "before"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), ref], cwd=ROOT, check=True,
+                       capture_output=True)
+        try:
+            for shared in (".tools", ".venv"):
+                (worktree / shared).symlink_to(ROOT / shared)
+            return tier(worktree)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--no-tier", action="store_true", help="skip timing the render test tier")
+    parser.add_argument("--before", default=BEFORE, help="the commit to time the render tier of, for comparison")
+    parser.add_argument("--no-before", action="store_true", help="skip timing the render tier before")
+    parser.add_argument("--no-full", action="store_true", help="skip timing the full `make test`")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,10 +100,14 @@ def main() -> int:
     print(describe("helm template (scaffold)", scaffold))
     print(describe(f"helm template (agentforge, {objects} objects)", ours))
     print(f"ratio agentforge/scaffold: {statistics.median(ours) / statistics.median(scaffold):.2f}x")
-    if not args.no_tier:
-        tier = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-                      "-m", "not e2e and not servers"], cwd=ROOT)
-        print(f"render test tier wall time: {tier:.1f} s")
+    print(describe("render server (agentforge)", server_times({}, args.runs, ())))
+    print(describe("render server + kubeconform, 2 versions (agentforge)",
+                   server_times({}, args.runs, ("1.30.0", "1.37.0"))))
+    if not args.no_before:
+        print(f"render tier before ({args.before}): {tier_before(args.before)}")
+    print(f"render tier now: {tier(ROOT)}")
+    if not args.no_full:
+        print(f"make test (toolchain installed): {timed(['make', 'test'], cwd=ROOT):.1f} s wall")
     return 0
 
 
