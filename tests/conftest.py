@@ -1,13 +1,15 @@
 import shutil
+from pathlib import Path
 
 import pytest
 
-from chart import HELM, render_chart
+from chart import HELM, KUBE_SCHEMAS, RENDERER, render_chart
 
 
 def pytest_configure(config):
-    if not shutil.which(HELM):
-        raise pytest.UsageError(f"{HELM} is missing: run `make tools` (or `make test`, which installs it)")
+    for needed in (HELM, RENDERER.command[0], KUBE_SCHEMAS):
+        if not (shutil.which(needed) or Path(needed).is_dir()):
+            raise pytest.UsageError(f"{needed} is missing: run `make tools` (or `make test`, which installs it)")
 
 
 @pytest.fixture(scope="session")
