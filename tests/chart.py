@@ -224,7 +224,8 @@ def env_sources(objects: Manifests, workload: dict, container_name: str) -> dict
     """{ENV: (source kind, object name, key)} for every variable the container receives.
 
     Kinds: "Secret", "ConfigMap" (by key or envFrom) or "literal". envFrom of an object outside the render
-    (an existing Secret) maps to its name with key "*".
+    (an existing Secret) maps to its name with key "*": the entry `<prefix>*` is (kind, name, "*"), since which
+    variables it brings is unknown. Two such envFrom under one prefix are ambiguous and raise.
     """
     spec = pod_spec(workload)
     c = next(c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == container_name)
@@ -234,10 +235,15 @@ def env_sources(objects: Manifests, workload: dict, container_name: str) -> dict
             if ref not in src:
                 continue
             name = src[ref]["name"]
+            prefix = src.get("prefix", "")
             obj = objects.find(kind, name)
-            keys = (obj.get("data") or {}) | (obj.get("stringData") or {}) if obj else {}
-            for key in keys:
-                out[src.get("prefix", "") + key] = (kind, name, key)
+            if obj is None:
+                assert prefix + "*" not in out, f"{container_name}: two envFrom of objects outside the render: " \
+                                                 f"{out[prefix + '*']} and {(kind, name)}"
+                out[prefix + "*"] = (kind, name, "*")
+                continue
+            for key in (obj.get("data") or {}) | (obj.get("stringData") or {}):
+                out[prefix + key] = (kind, name, key)
     for e in c.get("env", []):
         ref = e.get("valueFrom", {})
         if "secretKeyRef" in ref:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chart import container, flag, pod_spec, render_chart, render_error
+from chart import SCENARIOS, container, flag, pod_spec, render_chart, render_error
 
 BACKEND = "agentforge-backend"
 
@@ -55,10 +55,43 @@ class TestServerCommand:
         stderr = render_error({"backend": {"server": {"workers": workers}}})
         assert "workers" in stderr
 
-    @pytest.mark.parametrize("arg", ["--workers=2", "--workers", "--reload", "--limit-max-requests=1000"])
-    def test_extra_args_cannot_add_or_recycle_processes(self, arg):
-        stderr = render_error({"backend": {"server": {"extraArgs": ["--log-level=info", arg]}}})
-        assert f'backend.server.extraArgs must not contain "{arg}"' in stderr
+    @pytest.mark.parametrize("args,refused", [
+        (["--workers=2"], "--workers=2"),
+        (["--workers", "2"], "--workers"),             # click takes the value from the next argument
+        (["--reload"], "--reload"),
+        (["--limit-max-requests=1000"], "--limit-max-requests=1000"),
+        (["--limit-max-requests", "1000"], "--limit-max-requests"),
+    ])
+    def test_extra_args_cannot_add_or_recycle_processes(self, args, refused):
+        """uvicorn (the command, not gunicorn: see test_no_gunicorn_and_frame_limit_kept) takes the worker count and
+        worker recycling as `--opt=N` or `--opt N`; the schema's `workers: const 1` must not be bypassed by either."""
+        stderr = render_error({"backend": {"server": {"extraArgs": ["--log-level=info", *args]}}})
+        assert f'backend.server.extraArgs must not contain "{refused}"' in stderr
+
+    @pytest.mark.parametrize("name", ["UVICORN_LIMIT_MAX_REQUESTS", "UVICORN_RELOAD", "UVICORN_WORKERS",
+                                      "WEB_CONCURRENCY"])
+    def test_extra_env_cannot_set_server_options(self, name):
+        """uvicorn reads an option the command line leaves out from UVICORN_<OPTION> (click's auto_envvar_prefix):
+        UVICORN_LIMIT_MAX_REQUESTS would recycle the only worker, UVICORN_RELOAD would run it under a reloader."""
+        stderr = render_error({"backend": {"extraEnv": [{"name": "LOG_LEVEL", "value": "info"},
+                                                        {"name": name, "value": "2"}]}})
+        assert f"backend.extraEnv must not set {name}" in stderr
+
+    def test_other_limits_and_variables_accepted(self):
+        """The refusal is no broader than the options that change the process count."""
+        objects = render_chart({"backend": {"server": {"extraArgs": ["--limit-concurrency=100", "--reload-delay=1"]},
+                                            "extraEnv": [{"name": "UVICORN_LOG_LEVEL", "value": "debug"}]}})
+        assert backend_command(objects)[-2:] == ["--limit-concurrency=100", "--reload-delay=1"]
+        assert flag(backend_command(objects), "workers") == "1"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rolling_update_never_takes_a_pod_away_first(scenario):
+    """One worker per pod holds its WebSocket sessions: a rollout must start the new pod (maxSurge) before it stops an
+    old one (maxUnavailable 0), or capacity and sessions drop by a whole pod at once, in every scenario."""
+    deployment = render_chart(SCENARIOS[scenario]).get("Deployment", BACKEND)
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
 class TestProbesAndShutdown:

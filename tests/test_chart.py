@@ -1,10 +1,13 @@
 """Cross-cutting: the inventory of a default install, labels, names and namespaces, helm lint."""
 
+import base64
+import hashlib
 import json
+import re
 
 import pytest
 
-from chart import CHART, KUBE_VERSIONS, helm, render_chart
+from chart import CHART, KUBE_VERSIONS, RENDERER, SCENARIOS, deep_merge, helm, parse, render_chart
 
 DEFAULT_INVENTORY = {
     ("ConfigMap", "agentforge-config"),
@@ -61,6 +64,12 @@ DEFAULT_INVENTORY = {
 }
 
 
+# The app.kubernetes.io/component values: one per component, plus the app's settings (config), the cross-cutting
+# NetworkPolicies and the `helm test` pod.
+COMPONENTS = {"backend", "frontend", "data-collector", "migrations", "postgresql", "redis", "prometheus", "grafana",
+              "config", "networkpolicy", "test"}
+
+
 def test_default_inventory(default_render):
     assert default_render.inventory() == DEFAULT_INVENTORY
 
@@ -72,7 +81,15 @@ def test_every_object_labelled_and_namespaced(default_render):
         assert labels["app.kubernetes.io/instance"] == "agentforge", where
         assert labels["app.kubernetes.io/name"] == "agentforge", where
         assert labels["app.kubernetes.io/managed-by"] == "Helm", where
-        assert labels["app.kubernetes.io/component"], where
+        component = labels["app.kubernetes.io/component"]
+        assert component in COMPONENTS, where
+        # An object named after a component carries that component (agentforge-redis is redis's, not grafana's).
+        named = obj["metadata"]["name"].removeprefix("agentforge-")
+        if named in COMPONENTS:
+            assert component == named, where
+        template = obj.get("spec", {}).get("template")
+        if template:  # pods carry their workload's component, which its selector picks
+            assert template["metadata"]["labels"]["app.kubernetes.io/component"] == component, where
         assert obj["metadata"]["namespace"] == "agentforge", where
 
 
@@ -139,3 +156,150 @@ def test_notes_tell_how_to_reach_the_release(scenario, expected):
     for text in expected:
         assert text in notes
     assert ("Grafana" in notes) is (scenario != "minimal")
+
+
+# ------------------------------------------------------------------------------------ checksum annotations
+
+# Every checksum/* annotation of a pod template, by workload: Kubernetes rolls the pods when the annotation changes,
+# so each must change when, and only when, what it covers changes.
+CHECKSUM_WORKLOADS = {"backend": ("Deployment", "agentforge-backend"), "redis": ("StatefulSet", "agentforge-redis"),
+                      "prometheus": ("Deployment", "agentforge-prometheus"),
+                      "grafana": ("Deployment", "agentforge-grafana")}
+CHECKSUMS = {"backend checksum/config", "backend checksum/secret", "redis checksum/config", "redis checksum/password",
+             "prometheus checksum/config", "grafana checksum/config", "grafana checksum/secret"}
+ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
+# Every secret given, so nothing is generated: equal inputs must give equal checksums. The chart's Grafana Secret
+# always generates its secret-key (test_grafana.py's live-Secret tests cover it), so Grafana's comes from an
+# existing Secret here.
+FIXED = {"secrets": {"secretKey": "k" * 40, "encryptionKey": ENCRYPTION_KEY},
+         "postgresql": {"auth": {"password": "pg-pass"}}, "redis": {"auth": {"password": "redis-pass"}},
+         "grafana": {"admin": {"existingSecret": "grafana-admin"}}}
+
+
+def checksums(values: dict) -> dict[str, str]:
+    """{"<workload> checksum/...": value} of a fresh render: a cached one would compare a render with itself."""
+    objects = render_chart(values, fresh=True)
+    out = {}
+    for workload, (kind, name) in CHECKSUM_WORKLOADS.items():
+        obj = objects.find(kind, name)
+        annotations = (obj or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        out |= {f"{workload} {key}": value for key, value in annotations.items() if key.startswith("checksum/")}
+    return out
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_checksum_annotations_are_the_known_ones(scenario):
+    """No pod carries a checksum this file does not test (a new one must join the table below)."""
+    found = set()
+    for obj in render_chart(SCENARIOS[scenario]):
+        template = obj.get("spec", {}).get("template", {})
+        for key in (template.get("metadata", {}).get("annotations") or {}):
+            if key.startswith("checksum/"):
+                found.add((obj["kind"], obj["metadata"]["name"], key))
+    known = {(*CHECKSUM_WORKLOADS[k.split()[0]], k.split()[1]) for k in CHECKSUMS}
+    assert found <= known
+    assert found, "no checksum annotation at all"
+
+
+def test_checksums_stable_across_renders_of_equal_input():
+    base = checksums(FIXED)
+    assert set(base) == CHECKSUMS
+    assert all(re.fullmatch("[0-9a-f]{64}", value) for value in base.values()), base
+    assert checksums(FIXED) == base
+
+
+@pytest.mark.parametrize("change,rolls", [
+    ({"config": {"authRateLimit": 6}}, {"backend checksum/config"}),
+    ({"config": {"corsOrigins": ["https://other.example.com"]}}, {"backend checksum/config"}),
+    ({"backend": {"trustedProxyCount": 2}}, {"backend checksum/config"}),
+    ({"secrets": {"secretKey": "z" * 40}}, {"backend checksum/secret"}),
+    ({"postgresql": {"auth": {"password": "other-pg"}}}, {"backend checksum/secret"}),
+    # REDIS_PASSWORD is in the app Secret (the backend's REDIS_URL) and is the bundled Redis' requirepass.
+    ({"redis": {"auth": {"password": "other-redis"}}}, {"backend checksum/secret", "redis checksum/password"}),
+    ({"redis": {"maxmemoryPolicy": "volatile-lru"}}, {"redis checksum/config"}),
+    ({"redis": {"extraConfig": "timeout 300\n"}}, {"redis checksum/config"}),
+    # The scrape interval is Prometheus' and the datasource's timeInterval in Grafana's provisioning.
+    ({"prometheus": {"scrapeInterval": "30s"}}, {"prometheus checksum/config", "grafana checksum/config"}),
+    ({"grafana": {"datasourceUid": "metrics-main"}}, {"grafana checksum/config"}),
+    ({"grafana": {"dashboardFolder": "Apps"}}, {"grafana checksum/config"}),
+    ({"grafana": {"admin": {"existingSecret": "grafana-admin-2"}}}, {"grafana checksum/secret"}),
+    # Inputs no checksum covers: a change must roll nothing.
+    ({"backend": {"podLabels": {"tier": "api"}, "image": {"tag": "0.10.1"}}}, set()),
+    ({"frontend": {"replicaCount": 3}}, set()),
+    ({"prometheus": {"retention": "30d"}}, set()),
+    ({"grafana": {"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}}, set()),
+    ({"dataCollector": {"server": {"gracefulShutdownSeconds": 20}}}, set()),
+], ids=lambda v: json.dumps(v, sort_keys=True) if isinstance(v, dict) else None)
+def test_checksum_changes_when_and_only_when_its_input_does(change, rolls):
+    base = checksums(FIXED)
+    changed = checksums(deep_merge(FIXED, change))
+    assert set(changed) == CHECKSUMS
+    assert {key for key in CHECKSUMS if changed[key] != base[key]} == rolls
+
+
+def test_existing_app_secret_checksum_follows_its_name():
+    """The chart cannot see into an existing Secret: a new name is what rolls the backend and Redis."""
+    def values(name):
+        return {"secrets": {"existingSecret": name}, "grafana": FIXED["grafana"]}
+
+    base = checksums(values("app-a"))
+    assert checksums(values("app-a")) == base
+    other = checksums(values("app-b"))
+    assert {key for key in base if other[key] != base[key]} == {"backend checksum/secret", "redis checksum/password"}
+    assert base["backend checksum/secret"] == hashlib.sha256(b"app-a").hexdigest()
+
+
+def sources(manifest: str) -> dict[str, str]:
+    """{template path: the text it rendered}, from one manifest (one document per template here)."""
+    out = {}
+    for part in manifest.split("\n---\n"):
+        match = re.match(r"(?:---\n)?# Source: agentforge/(\S+)\n", part)
+        if match:
+            out[match.group(1)] = part[match.end():]
+    return out
+
+
+class TestChecksumIsTheHashOfWhatItCovers:
+    """In one render, with secrets generated: each checksum is the sha256 of the object it covers as rendered, so
+    the generated values the pods read are the ones the checksum saw (the chart remembers them for the render)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def render(cls):
+        manifest = RENDERER.render("{}")  # the render server, uncached: a render of its own
+        return sources(manifest), {(o["kind"], o["metadata"]["name"]): o for o in parse(manifest)}
+
+    @staticmethod
+    def annotation(objects, workload, key):
+        return objects[CHECKSUM_WORKLOADS[workload]]["spec"]["template"]["metadata"]["annotations"][key]
+
+    @pytest.mark.parametrize("workload,key,template", [
+        ("backend", "checksum/config", "templates/app/configmap.yaml"),
+        ("backend", "checksum/secret", "templates/app/secret.yaml"),
+        ("redis", "checksum/config", "templates/redis/configmap.yaml"),
+        ("grafana", "checksum/secret", "templates/grafana/secret.yaml"),
+    ])
+    def test_hash_of_the_rendered_object(self, render, workload, key, template):
+        texts, objects = render
+        assert self.annotation(objects, workload, key) == hashlib.sha256(texts[template].encode()).hexdigest()
+
+    def test_redis_password_hash_of_the_secret_key_it_reads(self, render):
+        _, objects = render
+        password = objects[("Secret", "agentforge-secrets")]["data"]["REDIS_PASSWORD"]
+        assert self.annotation(objects, "redis", "checksum/password") == hashlib.sha256(password.encode()).hexdigest()
+
+    def test_prometheus_config_hash_of_prometheus_yml(self, render):
+        _, objects = render
+        config = objects[("ConfigMap", "agentforge-prometheus")]["data"]["prometheus.yml"]
+        assert self.annotation(objects, "prometheus", "checksum/config") == \
+            hashlib.sha256(config.rstrip("\n").encode()).hexdigest()
+
+    def test_generated_secrets_differ_per_render_and_so_do_their_checksums(self, render):
+        """Without a live Secret (`helm template`), every render generates new values; the checksums follow them."""
+        _, objects = render
+        again = render_chart({}, fresh=True)
+        secret = again.get("Secret", "agentforge-secrets")["data"]
+        assert secret["SECRET_KEY"] != objects[("Secret", "agentforge-secrets")]["data"]["SECRET_KEY"]
+        annotations = again.get("Deployment", "agentforge-backend")["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["checksum/secret"] != self.annotation(objects, "backend", "checksum/secret")
+        assert annotations["checksum/config"] == self.annotation(objects, "backend", "checksum/config")

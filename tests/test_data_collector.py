@@ -55,10 +55,23 @@ class TestServer:
     def test_more_than_one_process_refused(self, values, where):
         assert f"at '{where}'" in render_error({"dataCollector": values})
 
-    @pytest.mark.parametrize("arg", ["--workers=2", "--workers", "--reload", "--limit-max-requests=100"])
-    def test_extra_args_cannot_add_processes(self, arg):
-        stderr = render_error({"dataCollector": {"server": {"extraArgs": ["--log-level=info", arg]}}})
-        assert f'dataCollector.server.extraArgs must not contain "{arg}"' in stderr
+    @pytest.mark.parametrize("args,refused", [
+        (["--workers=2"], "--workers=2"),
+        (["--workers", "2"], "--workers"),
+        (["--reload"], "--reload"),
+        (["--limit-max-requests=100"], "--limit-max-requests=100"),
+        (["--limit-max-requests", "100"], "--limit-max-requests"),
+    ])
+    def test_extra_args_cannot_add_processes(self, args, refused):
+        stderr = render_error({"dataCollector": {"server": {"extraArgs": ["--log-level=info", *args]}}})
+        assert f'dataCollector.server.extraArgs must not contain "{refused}"' in stderr
+
+    @pytest.mark.parametrize("name", ["UVICORN_LIMIT_MAX_REQUESTS", "UVICORN_RELOAD", "UVICORN_WORKERS",
+                                      "WEB_CONCURRENCY"])
+    def test_extra_env_cannot_set_server_options(self, name):
+        """uvicorn reads options the command line leaves out from UVICORN_<OPTION> variables."""
+        stderr = render_error({"dataCollector": {"extraEnv": [{"name": name, "value": "2"}]}})
+        assert f"dataCollector.extraEnv must not set {name}" in stderr
 
     def test_module_without_app_refused(self):
         stderr = render_error({"dataCollector": {"server": {"module": "data_collector"}}})

@@ -1,13 +1,29 @@
 """Bundled Grafana: admin Secret, provisioning, and the AgentForge dashboard shipped in the chart."""
 
 import base64
+import hashlib
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
-from chart import CHART, container, env_sources, pod_spec, render_chart, render_error, volumes_by_mount
+from chart import (
+    CHART,
+    HELM,
+    MAX_KUBE,
+    RenderError,
+    container,
+    env_sources,
+    helm,
+    parse,
+    pod_spec,
+    render_chart,
+    render_error,
+    volumes_by_mount,
+)
 
 GRAFANA = "agentforge-grafana"
 DASHBOARDS = "agentforge-grafana-dashboards"
@@ -190,7 +206,10 @@ class TestDashboardInChart:
     def test_dashboard_change_rolls_the_pod(self, default_render):
         def checksum(objects):
             return objects.get("Deployment", GRAFANA)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-        assert checksum(default_render) != checksum(render_chart({"grafana": {"datasourceUid": "other"}}))
+        # A fresh render of the same values keeps it (a random part would roll the pod on every upgrade) ...
+        assert checksum(render_chart({}, fresh=True)) == checksum(default_render)
+        # ... and a dashboard that changes changes it (test_chart.py's checksum table has every input).
+        assert checksum(default_render) != checksum(render_chart({"grafana": {"datasourceUid": "other"}}, fresh=True))
 
 
 class TestDatasource:
@@ -229,14 +248,13 @@ class TestAdminSecret:
         assert base64.b64decode(secret["data"]["admin-password"]).decode() == "s3cret"
         assert base64.b64decode(secret["data"]["admin-user"]).decode() == "root"
 
-    def test_password_reused_from_the_live_secret(self):
-        """`helm template` cannot read the cluster: check that both kept values go through agentforge.secretValue,
-        which reads the live Secret of the same name and key before generating."""
-        source = (CHART / "templates" / "grafana" / "secret.yaml").read_text()
-        for key in ("admin-password", "secret-key"):
-            call = r'include "agentforge.secretValue" \(dict "root" \. "secret" \$name "key" "' + key + '"'
-            assert re.search(call, source), key
-        assert "randAlphaNum" not in re.sub(r'"generated" \(randAlphaNum \d+\)', "", source)
+    def test_generated_values_new_per_render(self):
+        """Without a live Secret each render generates both: a constant "generated" password would be shared by
+        every install."""
+        first, second = (render_chart({}, fresh=True).get("Secret", GRAFANA)["data"] for _ in range(2))
+        assert first["admin-password"] != second["admin-password"]
+        assert first["secret-key"] != second["secret-key"]
+        assert first["admin-user"] == second["admin-user"]
 
     def test_existing_secret(self):
         values = {"grafana": {"admin": {"existingSecret": "grafana-admin", "userKey": "user", "passwordKey": "pw"}}}
@@ -307,3 +325,143 @@ class TestClaim:
 def test_monitoring_disabled_renders_no_grafana():
     objects = render_chart({"monitoring": {"enabled": False}})
     assert not [o for o in objects if o["metadata"]["labels"]["app.kubernetes.io/component"] == "grafana"]
+
+
+# ------------------------------------------------------------------------------------ upgrades: the live Secret
+
+class FakeApiServer(ThreadingHTTPServer):
+    """The few Kubernetes API answers `helm template --dry-run=server` needs: discovery, and GET of the Secrets in
+    `secrets` (everything else is not found). Helm's `lookup` then reads them as it reads a cluster's on upgrade."""
+
+    KINDS = {"v1": ["Secret", "ConfigMap", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod"],
+             "apps/v1": ["Deployment", "StatefulSet"], "batch/v1": ["Job"], "policy/v1": ["PodDisruptionBudget"],
+             "autoscaling/v2": ["HorizontalPodAutoscaler"], "networking.k8s.io/v1": ["Ingress", "NetworkPolicy"],
+             "rbac.authorization.k8s.io/v1": ["Role", "RoleBinding"]}
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), FakeApiHandler)
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, name) -> {key: plain value}
+
+
+class FakeApiHandler(BaseHTTPRequestHandler):
+    server: FakeApiServer
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        path = self.path.split("?")[0]
+        kinds = self.server.KINDS
+        major, minor, _ = MAX_KUBE.split(".")
+        if path == "/version":
+            return self.reply(200, {"major": major, "minor": minor, "gitVersion": f"v{MAX_KUBE}"})
+        if path == "/api":
+            return self.reply(200, {"kind": "APIVersions", "versions": ["v1"]})
+        if path == "/apis":
+            groups = {gv.split("/")[0]: gv for gv in kinds if "/" in gv}
+            versions = {group: {"groupVersion": gv, "version": gv.split("/")[1]} for group, gv in groups.items()}
+            return self.reply(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": group, "versions": [version], "preferredVersion": version}
+                for group, version in versions.items()]})
+        group_version = path.removeprefix("/api/").removeprefix("/apis/")
+        if group_version in kinds:
+            return self.reply(200, {"kind": "APIResourceList", "groupVersion": group_version, "resources": [
+                {"name": kind.lower() + "s", "singularName": kind.lower(), "namespaced": True, "kind": kind,
+                 "verbs": ["get", "list"]} for kind in kinds[group_version]]})
+        parts = path.strip("/").split("/")
+        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
+            namespace, name = parts[3], parts[5]
+            data = self.server.secrets.get((namespace, name))
+            if data is not None:
+                # Owned by the release, as a Secret the chart rendered before is.
+                metadata = {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                            "annotations": {"meta.helm.sh/release-name": "agentforge",
+                                            "meta.helm.sh/release-namespace": namespace}}
+                return self.reply(200, {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": {
+                    key: base64.b64encode(value.encode()).decode() for key, value in data.items()}})
+        return self.reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                "code": 404})
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    server = FakeApiServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    kubeconfig = tmp_path_factory.mktemp("fake-api") / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake"}}], "users": [{"name": "fake", "user": {}}]}))
+    server.kubeconfig = str(kubeconfig)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestLiveSecretOnUpgrade:
+    """What an upgrade renders (helm reads the live Secret through `lookup`; here from a fake API server): the kept
+    values come from the live Secret of the same name in the release's namespace, never generated anew."""
+
+    LIVE = {"admin-user": "admin", "admin-password": "live-admin-password-0123456789ab",
+            "secret-key": "live-grafana-encryption-key-0123456789ab"}
+
+    @staticmethod
+    def render(api, *args: str, namespace: str = "agentforge") -> dict:
+        out = helm("template", "agentforge", str(CHART), "--namespace", namespace, "--dry-run=server",
+                   "--disable-openapi-validation", "--kubeconfig", api.kubeconfig, *args, binary=HELM).stdout
+        return {(o["kind"], o["metadata"]["name"]): o for o in parse(out)}
+
+    @staticmethod
+    def data(objects) -> dict[str, str]:
+        return {k: base64.b64decode(v).decode() for k, v in objects[("Secret", GRAFANA)]["data"].items()}
+
+    @pytest.fixture(autouse=True)
+    def live(self, api):
+        api.secrets = {("agentforge", GRAFANA): dict(self.LIVE)}
+
+    def test_password_and_key_reused_from_the_live_secret(self, api):
+        first, second = self.render(api), self.render(api)
+        assert self.data(first) == self.LIVE
+        # Nothing random is left: a second upgrade renders the same Secret and rolls no pod.
+        assert first[("Secret", GRAFANA)] == second[("Secret", GRAFANA)]
+        checksum = [o[("Deployment", GRAFANA)]["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+                    for o in (first, second)]
+        assert checksum[0] == checksum[1]
+
+    def test_admin_user_change_rolls_the_pod_and_keeps_the_rest(self, api):
+        """checksum/secret covers the Secret: with the kept values live, it changes when, and only when, it does."""
+        def annotation(objects):
+            return objects[("Deployment", GRAFANA)]["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+        base = self.render(api)
+        renamed = self.render(api, "--set", "grafana.admin.user=root")
+        assert self.data(renamed) == self.LIVE | {"admin-user": "root"}
+        assert annotation(renamed) != annotation(base)
+        assert annotation(self.render(api, "--set", "grafana.datasourceUid=other")) == annotation(base)
+        assert annotation(base) != hashlib.sha256(b"").hexdigest()
+
+    @pytest.mark.parametrize("args,namespace", [(("--set", "fullnameOverride=af"), "agentforge"), ((), "team-b")])
+    def test_only_the_secret_of_the_same_name_and_namespace(self, api, args, namespace):
+        objects = self.render(api, *args, namespace=namespace)
+        (secret,) = [o for (kind, _), o in objects.items() if kind == "Secret" and "admin-password" in o["data"]]
+        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert data["admin-password"] != self.LIVE["admin-password"] and len(data["admin-password"]) == 32
+        assert data["secret-key"] != self.LIVE["secret-key"] and len(data["secret-key"]) == 40
+
+    def test_a_new_password_refused_against_the_live_one(self, api):
+        with pytest.raises(RenderError) as err:
+            self.render(api, "--set", "grafana.admin.password=another-admin-password")
+        assert f'grafana.admin.password differs from the value already in Secret "{GRAFANA}" (key admin-password)' \
+            in err.value.stderr
+
+    def test_the_live_password_given_again_accepted(self, api):
+        objects = self.render(api, "--set", f"grafana.admin.password={self.LIVE['admin-password']}")
+        assert self.data(objects) == self.LIVE

@@ -1,5 +1,7 @@
 """The migration Job: a Helm hook that never deadlocks an install, and whose pods no backend object selects."""
 
+import re
+
 import pytest
 
 from chart import container, env_sources, pod_spec, render_chart
@@ -18,7 +20,8 @@ class TestHook:
         assert "pre-upgrade" in phases
         # Never pre-install: the bundled database is created by the release itself.
         assert phases == {"post-install", "pre-upgrade"}
-        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"].split(",")
+        # Only before-hook-creation: hook-succeeded would delete the Job and its logs, which NOTES.txt points to.
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
 
     def test_job_bounds(self, default_render):
         spec = default_render.get("Job", JOB)["spec"]
@@ -94,12 +97,13 @@ class TestPlainJob:
         objects = render_chart({"migrations": {"useHelmHooks": False}})
         (job,) = objects.of_kind("Job")
         assert "annotations" not in job["metadata"]
-        assert job["metadata"]["name"].startswith(JOB + "-")
+        assert re.fullmatch(JOB + "-[0-9a-f]{8}", job["metadata"]["name"]), job["metadata"]["name"]
 
     @staticmethod
     def job_name(backend):
+        """The Job's name in a render of its own (fresh: a cached render would return the same object twice)."""
         values = {"migrations": {"useHelmHooks": False}, "backend": backend}
-        return render_chart(values).of_kind("Job")[0]["metadata"]["name"]
+        return render_chart(values, fresh=True).of_kind("Job")[0]["metadata"]["name"]
 
     @pytest.mark.parametrize("change", [
         {"image": {"tag": "1.0.1"}},
@@ -108,12 +112,25 @@ class TestPlainJob:
         {"podSecurityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}},
     ])
     def test_plain_job_name_changes_with_any_pod_template_change(self, change):
-        """A Job's pod template is immutable: any change must give a new Job, or the upgrade fails."""
-        assert self.job_name({}) != self.job_name(change)
+        """A Job's pod template is immutable: any change must give a new Job, or the upgrade fails. The changed
+        name is itself stable (a random one would differ from the base trivially, and rerun the Job every sync)."""
+        changed = self.job_name(change)
+        assert changed == self.job_name(change)
+        assert self.job_name({}) != changed
 
     def test_plain_job_name_is_stable(self):
-        # Two separate renders of the same values: the name must not depend on anything random.
+        # Two separate renders of the same values: the name must not depend on anything random, not even the
+        # secrets generated anew on every render (which the pod reads by reference only).
         assert self.job_name({}) == self.job_name({})
+
+    def test_plain_job_name_ignores_what_its_pod_does_not_hold(self):
+        """Values outside the Job's pod template (a config value the pod reads through the ConfigMap, the frontend)
+        keep its name: a new name would rerun the migration for nothing."""
+        values = {"migrations": {"useHelmHooks": False}}
+        base = render_chart(values, fresh=True).of_kind("Job")[0]["metadata"]["name"]
+        other = render_chart(values | {"config": {"authRateLimit": 9}, "frontend": {"replicaCount": 3}},
+                             fresh=True).of_kind("Job")[0]["metadata"]["name"]
+        assert other == base
 
     def test_plain_job_has_no_ttl(self):
         """A GitOps tool would see a TTL-deleted Job as missing and run the migration again."""

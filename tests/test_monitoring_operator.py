@@ -187,7 +187,9 @@ class TestIndependentOfTheBundledPair:
         assert {o["metadata"]["name"] for o in objects.of_kind("PodMonitor")} == {
             "agentforge-backend", "agentforge-data-collector"}
         assert len(objects.of_kind("ServiceMonitor")) == 2
-        assert objects.find("ConfigMap", "agentforge-dashboards") is not None
+        dashboard = json.loads(objects.get("ConfigMap", "agentforge-dashboards")["data"]["agentforge.json"])
+        assert dashboard["uid"] == "agentforge-main"
+        assert {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p} == {"prometheus"}
 
     def test_no_bundled_prometheus_or_grafana(self, objects):
         components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objects
@@ -196,5 +198,13 @@ class TestIndependentOfTheBundledPair:
         assert objects.find("ConfigMap", "agentforge-grafana-dashboards") is None
 
     def test_both_dashboards_coexist(self, all_on):
-        assert all_on.find("ConfigMap", "agentforge-grafana-dashboards") is not None
-        assert all_on.find("ConfigMap", "agentforge-dashboards") is not None
+        """The same dashboard twice: the bundled Grafana's names its provisioned datasource, the sidecar's the
+        external Prometheus' uid."""
+        def panel_uids(name):
+            dashboard = json.loads(all_on.get("ConfigMap", name)["data"]["agentforge.json"])
+            assert dashboard["uid"] == "agentforge-main", name
+            return {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+        assert panel_uids("agentforge-grafana-dashboards") == {"agentforge-prometheus"}
+        assert panel_uids("agentforge-dashboards") == {"prometheus"}
+        assert "grafana_dashboard" not in all_on.get("ConfigMap", "agentforge-grafana-dashboards")["metadata"]["labels"]
+        assert all_on.get("ConfigMap", "agentforge-dashboards")["metadata"]["labels"]["grafana_dashboard"] == "1"

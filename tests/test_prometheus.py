@@ -179,7 +179,11 @@ class TestIntervals:
         def checksum(objects):
             return objects.get("Deployment", PROMETHEUS)["spec"]["template"]["metadata"]["annotations"]
         assert checksum(default_render)["checksum/config"] != checksum(
-            render_chart({"prometheus": {"scrapeInterval": "30s"}}))["checksum/config"]
+            render_chart({"prometheus": {"scrapeInterval": "30s"}}, fresh=True))["checksum/config"]
+        # Same config, fresh render (or a flag outside the config file): the same checksum, no roll.
+        for values in ({}, {"prometheus": {"retention": "30d"}}):
+            assert checksum(render_chart(values, fresh=True))["checksum/config"] == \
+                checksum(default_render)["checksum/config"], values
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,22 @@ def test_no_configmap_holds_a_secret_value(default_render):
             assert not any(s in value for s in secret_values), f"{cm['metadata']['name']}:{key}"
 
 
+def test_generated_values_new_per_render():
+    """Each render (each install) generates its own: a constant "generated" value would pass every length check."""
+    first, second = (decoded(render_chart({}, fresh=True).get("Secret", SECRET)) for _ in range(2))
+    for key in ("SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"):
+        assert first[key] != second[key], key
+    assert first["POSTGRES_USER"] == second["POSTGRES_USER"] == "agentforge"
+
+
+def test_urls_carry_the_generated_passwords_of_the_same_render(default_render):
+    """The URLs and the servers' passwords come from one generated value each (the chart remembers it for the
+    render): the backend would be locked out of a server started with another."""
+    data = decoded(default_render.get("Secret", SECRET))
+    assert unquote(urlsplit(data["DATABASE_URL"]).password) == data["POSTGRES_PASSWORD"]
+    assert unquote(urlsplit(data["REDIS_URL"]).password) == data["REDIS_PASSWORD"]
+
+
 def test_generated_values_have_strength(default_render):
     data = decoded(default_render.get("Secret", SECRET))
     assert len(data["SECRET_KEY"]) == 64
@@ -126,6 +142,8 @@ class TestExistingSecret:
     def test_pods_read_the_existing_secret(self, objects):
         sources = env_sources(objects, objects.get("Deployment", "agentforge-backend"), "backend")
         assert {name for kind, name, _ in sources.values() if kind == "Secret"} == {"my-app-secrets"}
+        assert {env: key for env, (kind, _, key) in sources.items() if kind == "Secret"} == {
+            key: key for key in ("SECRET_KEY", "ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")}
 
 
 def test_llm_api_keys_secret_loaded_by_backend_only():
@@ -134,11 +152,19 @@ def test_llm_api_keys_secret_loaded_by_backend_only():
     assert {"secretRef": {"name": "llm-keys"}} in env_from
     job_env_from = pod_spec(objects.get("Job", "agentforge-migrate"))["containers"][0].get("envFrom", [])
     assert {"secretRef": {"name": "llm-keys"}} not in job_env_from
+    # The Secret is outside the render: every variable it holds reaches the backend, and nothing else reads it.
+    backend = env_sources(objects, objects.get("Deployment", "agentforge-backend"), "backend")
+    assert backend["*"] == ("Secret", "llm-keys", "*")
+    for obj, name in app_containers(objects):
+        if (obj["kind"], name) != ("Deployment", "backend"):
+            assert "*" not in env_sources(objects, obj, name), f"{obj['metadata']['name']}:{name}"
 
 
 class TestChecksums:
     def annotations(self, values):
-        deployment = render_chart(values).get("Deployment", "agentforge-backend")
+        """The backend's pod annotations in a render of its own (a cached render would compare one object with
+        itself)."""
+        deployment = render_chart(values, fresh=True).get("Deployment", "agentforge-backend")
         return deployment["spec"]["template"]["metadata"]["annotations"]
 
     def test_config_change_rolls_pods(self):
@@ -151,8 +177,9 @@ class TestChecksums:
         base = {"secrets": {"secretKey": "a" * 40, "encryptionKey": ENCRYPTION_KEY},
                 "postgresql": {"auth": {"password": "x"}}, "redis": {"auth": {"password": "y"}}}
         changed = {**base, "secrets": {"secretKey": "b" * 40, "encryptionKey": ENCRYPTION_KEY}}
-        assert self.annotations(base)["checksum/secret"] == self.annotations(base)["checksum/secret"]
+        assert self.annotations(base) == self.annotations(base)
         assert self.annotations(base)["checksum/secret"] != self.annotations(changed)["checksum/secret"]
+        assert self.annotations(base)["checksum/config"] == self.annotations(changed)["checksum/config"]
 
 
 class TestKeyFormats:

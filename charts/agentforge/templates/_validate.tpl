@@ -26,6 +26,15 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* uvicorn also reads every option from a UVICORN_<OPTION> variable when the command line leaves it out
+(UVICORN_LIMIT_MAX_REQUESTS, UVICORN_RELOAD), and WEB_CONCURRENCY for the worker count. */ -}}
+{{- range $path, $env := dict "backend.extraEnv" $v.backend.extraEnv "dataCollector.extraEnv" $v.dataCollector.extraEnv -}}
+{{- range $env -}}
+{{- if regexMatch "^(UVICORN_(WORKERS|RELOAD|LIMIT_MAX_REQUESTS)|WEB_CONCURRENCY)$" (toString .name) -}}
+{{- $errors = append $errors (printf "%s must not set %s: uvicorn reads it as a server option, and the server runs exactly one process, which holds the in-memory state (set workers in values, which must be 1)" $path .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 
 {{- /* Discussion sessions and pipeline runs live in one backend pod's memory: routes to several need affinity. */ -}}
 {{- $route := $v.httpRoute -}}
