@@ -407,6 +407,7 @@ def api(tmp_path_factory):
     server.server_close()
 
 
+@pytest.mark.servers  # a fake API server on 127.0.0.1, and the helm CLI's discovery against it
 class TestLiveSecretOnUpgrade:
     """What an upgrade renders (helm reads the live Secret through `lookup`; here from a fake API server): the kept
     values come from the live Secret of the same name in the release's namespace, never generated anew."""
