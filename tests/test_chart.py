@@ -237,6 +237,17 @@ def test_checksum_changes_when_and_only_when_its_input_does(change, rolls):
     assert {key for key in CHECKSUMS if changed[key] != base[key]} == rolls
 
 
+def test_pod_annotations_cannot_replace_a_checksum():
+    """A user's podAnnotations of the same key leave the chart's checksum in place (else pods would stop rolling)."""
+    base = checksums(FIXED)
+    pinned = {"podAnnotations": {"checksum/config": "0", "checksum/secret": "0", "checksum/password": "0"}}
+    values = deep_merge(FIXED, {c: pinned for c in ("backend", "redis", "prometheus", "grafana")})
+    changed = checksums(values)
+    assert {key: changed[key] for key in CHECKSUMS} == base
+    assert render_chart(values).get("Deployment", "agentforge-backend")["spec"]["template"]["metadata"][
+        "annotations"]["checksum/config"] == base["backend checksum/config"]
+
+
 def test_existing_app_secret_checksum_follows_its_name():
     """The chart cannot see into an existing Secret: a new name is what rolls the backend and Redis."""
     def values(name):

@@ -323,7 +323,8 @@ topologySpreadConstraints:
 {{- define "agentforge.podMetadata" -}}
 {{- $root := index . 0 -}}
 {{- $values := index . 2 -}}
-{{- $annotations := merge (dict) ($values.podAnnotations | default dict) (index . 3) -}}
+{{- /* The chart's own annotations (checksums) win over podAnnotations of the same key: pods must roll. */ -}}
+{{- $annotations := merge (dict) (index . 3) ($values.podAnnotations | default dict) -}}
 labels:
   {{- include "agentforge.labels" (list $root (index . 1)) | nindent 2 }}
   {{- with $values.podLabels }}
