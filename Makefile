@@ -6,7 +6,7 @@ export PATH := $(PATH):/usr/local/go/bin
 PY := .venv/bin/python
 CHART := charts/agentforge
 
-.PHONY: help tools test test-render test-app test-e2e lint docs docs-check demo demo-down bench package publish clean
+.PHONY: help tools test test-render test-app test-e2e lint docs docs-check demo demo-down bench mutate package publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ test-render: tools ## Run the render-only tests (no servers, no cluster)
 test-app: tools ## Run AgentForge's own code (AGENTFORGE_SRC, default ../shared/agentforge-src) in the rendered pods
 	$(PY) -m pytest -m app -n 2 --dist loadfile -p no:cacheprovider
 
-test-e2e: tools ## Run the end-to-end tests on KUBECONFIG's cluster, else the local one
+test-e2e: tools ## Run the end-to-end tests on the local cluster (another KUBECONFIG only with AGENTFORGE_E2E_ANY_CLUSTER=1)
 	bash ci/test.sh -m e2e
 
 lint: tools ## ruff on the Python code, helm lint --strict on the chart
@@ -47,6 +47,9 @@ docs-check: ## Fail when values.schema.json or the parameter table is stale
 
 bench: tools ## Print helm template timings beside a scaffold chart, and the render tier's wall time
 	$(PY) scripts/bench.py
+
+mutate: tools ## Check the tests catch each broken promise of ci/mutants.yaml (render and server tiers on mutated chart copies)
+	$(PY) scripts/mutate.py
 
 package: tools ## Package the chart into dist/; SIGN_KEY=<gpg key> KEYRING=<secring.gpg> signs it (.prov) and verifies
 	bash scripts/package.sh

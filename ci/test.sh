@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test step of the pipeline, callable by any CI system (`make test` runs it after `make tools`):
-# static checks, then every pytest tier in one run. The end-to-end tier runs against the cluster that
-# KUBECONFIG names; without one, this script starts the local kwok cluster and stops it afterwards.
+# static checks, then every pytest tier in one run. The end-to-end tier runs against the local kwok cluster,
+# which this script starts and stops when KUBECONFIG is unset; another KUBECONFIG is refused by the tests unless
+# AGENTFORGE_E2E_ANY_CLUSTER=1.
 # Extra arguments go to pytest (e.g. `-m "not e2e"`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -16,16 +16,42 @@ KUBECTL = str(TOOLS_BIN / "kubectl")
 RESTRICTED = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
 
 
+# Set to 1 to let the end-to-end tier use a cluster other than the local one (it creates namespaces af-e2e-* there
+# and labels, then unlabels, its nodes).
+ANY_CLUSTER = "AGENTFORGE_E2E_ANY_CLUSTER"
+
+
+class NotOurCluster(Exception):
+    """KUBECONFIG names a cluster that is not the local one, and the user did not opt in."""
+
+
+def local_kubeconfig() -> str:
+    return subprocess.run(["bash", str(LOCAL_CLUSTER), "kubeconfig"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def refuse_another_cluster(given: str | None) -> None:
+    """NotOurCluster when KUBECONFIG (`given`) names another cluster than the local one, unless
+    AGENTFORGE_E2E_ANY_CLUSTER=1."""
+    if given and os.path.realpath(given) != os.path.realpath(local_kubeconfig()) and os.environ.get(ANY_CLUSTER) != "1":
+        raise NotOurCluster(
+            f"KUBECONFIG={given} is not the local cluster ({local_kubeconfig()}): the end-to-end tier creates "
+            f"namespaces and labels nodes there. Set {ANY_CLUSTER}=1 to run it on that cluster anyway, or unset "
+            f"KUBECONFIG to use the local one.")
+
+
 def kubeconfig() -> str:
-    """The cluster the tests run against: KUBECONFIG when set, else the local one (started if needed)."""
-    if os.environ.get("KUBECONFIG"):
-        return os.environ["KUBECONFIG"]
+    """The cluster the tests run against: the local one (started if needed), or KUBECONFIG when it names the local
+    one or AGENTFORGE_E2E_ANY_CLUSTER=1 allows another. NotOurCluster otherwise."""
+    given = os.environ.get("KUBECONFIG")
+    refuse_another_cluster(given)
+    if given and os.path.realpath(given) != os.path.realpath(local_kubeconfig()):
+        return given
     lock = ROOT / ".cluster.lock"
     with open(lock, "w") as handle:  # pytest-xdist workers share one local cluster
         fcntl.flock(handle, fcntl.LOCK_EX)
         subprocess.run(["bash", str(LOCAL_CLUSTER), "up"], check=True, stdout=subprocess.DEVNULL, timeout=1800)
-    return subprocess.run(["bash", str(LOCAL_CLUSTER), "kubeconfig"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return local_kubeconfig()
 
 
 class Cli:

@@ -20,10 +20,14 @@ def default_render():
 
 @pytest.fixture(scope="session")
 def kube_config():
-    """Overrides pytest-helm-charts' fixture: KUBECONFIG when set, else the local kwok cluster."""
-    from cluster import kubeconfig
+    """Overrides pytest-helm-charts' fixture: the local kwok cluster, or KUBECONFIG's when it is the local one or
+    AGENTFORGE_E2E_ANY_CLUSTER=1 allows another."""
+    from cluster import NotOurCluster, kubeconfig
 
-    return kubeconfig()
+    try:
+        return kubeconfig()
+    except NotOurCluster as refused:
+        pytest.fail(str(refused), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -27,17 +27,27 @@ def label_nodes(cli, on: bool):
     cli.kubectl("label", "nodes", *nodes, f"{NODE_LABEL}=yes" if on else f"{NODE_LABEL}-", "--overwrite")
 
 
+def labelled_nodes(cli) -> list[str]:
+    return [n["metadata"]["name"] for n in cli.get("", "nodes")["items"] if NODE_LABEL in n["metadata"]["labels"]]
+
+
 @pytest.fixture(scope="module")
 def installed(cli, k8s):
+    assert labelled_nodes(cli) == [], f"nodes already carry {NODE_LABEL}: another run's?"
     cli.create_namespace(NAMESPACE, RESTRICTED)
     label_nodes(cli, True)
-    selector = [f"--set-string={c}.nodeSelector.{NODE_LABEL.replace('.', chr(92) + '.')}=yes" for c in COMPONENTS]
-    cli.install(RELEASE, NAMESPACE, *selector)
-    for component in COMPONENTS:  # the HPA raises the backend to its minimum of 2 after the install
-        wait_for(lambda c=component: len(ready_pods(k8s, c)) == 2, what=f"2 ready {component} pods")
-    yield
-    label_nodes(cli, True)
-    cli.cleanup(NAMESPACE, RELEASE)
+    try:
+        selector = [f"--set-string={c}.nodeSelector.{NODE_LABEL.replace('.', chr(92) + '.')}=yes"
+                    for c in COMPONENTS]
+        cli.install(RELEASE, NAMESPACE, *selector)
+        for component in COMPONENTS:  # the HPA raises the backend to its minimum of 2 after the install
+            wait_for(lambda c=component: len(ready_pods(k8s, c)) == 2, what=f"2 ready {component} pods")
+        yield
+    finally:
+        cli.cleanup(NAMESPACE, RELEASE)
+        label_nodes(cli, False)
+    # A cluster that is not ours stays as it was: no node keeps the label.
+    assert labelled_nodes(cli) == []
 
 
 def evict(k8s, pod):
