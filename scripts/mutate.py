@@ -61,12 +61,6 @@ FOCUS_DEFAULT = ["test_secrets.py", "test_security.py", "test_values_contract.py
 # Tests that do not read the chart through AGENTFORGE_CHART, left out of every run (baseline included): they would
 # kill every mutant, or none, for reasons of their own.
 DESELECT = {
-    # published_chart publishes charts/agentforge (ci/release.sh's default CHART_DIR; helm_env drops CHART_DIR), and
-    # these compare it with the copy: any difference from the working tree would count as a kill.
-    "tests/test_distribution.py::TestPublish::test_show_values_is_values_yaml":
-        "compares charts/agentforge, as published, with the copy",
-    "tests/test_distribution.py::TestPublish::test_template_from_oci_equals_the_local_chart":
-        "compares charts/agentforge, as published, with the copy",
     # The Makefile's promises: `make lint` lints charts/agentforge and compares `git status` before and after, which
     # other edits to the working tree during the run would change.
     "tests/test_makefile.py": "tests the Makefile and the working tree, not the chart",

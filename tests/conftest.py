@@ -74,3 +74,11 @@ def app_ready():
     with open(appsrc.APP_TOOLS / ".lock", "w") as lock:  # pytest-xdist workers install once
         fcntl.flock(lock, fcntl.LOCK_EX)
         appsrc.ensure_installed()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """A fake Kubernetes API server (tests/fakeapi.py) whose Secrets a test sets in api.secrets."""
+    import fakeapi
+
+    yield from fakeapi.serve(tmp_path_factory.mktemp("fake-api"))

@@ -136,9 +136,8 @@ def registry(helm_env, tmp_path_factory):
 def release(helm_env: dict, registry_ref: str, tmp_path: Path, chart_dir: Path | None = None,
             **env: str) -> subprocess.CompletedProcess:
     """ci/release.sh against a plain-HTTP registry; not checked (callers assert the exit code)."""
-    env = {**helm_env, "REGISTRY": registry_ref, "PLAIN_HTTP": "1", "DESTINATION": str(tmp_path / "dist"), **env}
-    if chart_dir:
-        env["CHART_DIR"] = str(chart_dir)
+    env = {**helm_env, "REGISTRY": registry_ref, "PLAIN_HTTP": "1", "DESTINATION": str(tmp_path / "dist"),
+           "CHART_DIR": str(chart_dir or CHART), **env}
     return run(["bash", "ci/release.sh"], env, check=False)
 
 
@@ -198,9 +197,7 @@ def gpg_key(tmp_path_factory):
 
 
 def package(helm_env: dict, dest: Path, chart_dir: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    env = {**helm_env, "DESTINATION": str(dest), **env}
-    if chart_dir:
-        env["CHART_DIR"] = str(chart_dir)
+    env = {**helm_env, "DESTINATION": str(dest), "CHART_DIR": str(chart_dir or CHART), **env}
     return run(["bash", "scripts/package.sh"], env, check=False)
 
 

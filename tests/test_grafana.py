@@ -4,26 +4,21 @@ import base64
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
 from chart import (
     CHART,
-    HELM,
-    MAX_KUBE,
     RenderError,
     container,
     env_sources,
-    helm,
-    parse,
     pod_spec,
     render_chart,
     render_error,
     volumes_by_mount,
 )
+from fakeapi import upgrade_render
 
 GRAFANA = "agentforge-grafana"
 DASHBOARDS = "agentforge-grafana-dashboards"
@@ -329,84 +324,6 @@ def test_monitoring_disabled_renders_no_grafana():
 
 # ------------------------------------------------------------------------------------ upgrades: the live Secret
 
-class FakeApiServer(ThreadingHTTPServer):
-    """The few Kubernetes API answers `helm template --dry-run=server` needs: discovery, and GET of the Secrets in
-    `secrets` (everything else is not found). Helm's `lookup` then reads them as it reads a cluster's on upgrade."""
-
-    KINDS = {"v1": ["Secret", "ConfigMap", "Service", "ServiceAccount", "PersistentVolumeClaim", "Pod"],
-             "apps/v1": ["Deployment", "StatefulSet"], "batch/v1": ["Job"], "policy/v1": ["PodDisruptionBudget"],
-             "autoscaling/v2": ["HorizontalPodAutoscaler"], "networking.k8s.io/v1": ["Ingress", "NetworkPolicy"],
-             "rbac.authorization.k8s.io/v1": ["Role", "RoleBinding"]}
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), FakeApiHandler)
-        self.secrets: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, name) -> {key: plain value}
-
-
-class FakeApiHandler(BaseHTTPRequestHandler):
-    server: FakeApiServer
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        path = self.path.split("?")[0]
-        kinds = self.server.KINDS
-        major, minor, _ = MAX_KUBE.split(".")
-        if path == "/version":
-            return self.reply(200, {"major": major, "minor": minor, "gitVersion": f"v{MAX_KUBE}"})
-        if path == "/api":
-            return self.reply(200, {"kind": "APIVersions", "versions": ["v1"]})
-        if path == "/apis":
-            groups = {gv.split("/")[0]: gv for gv in kinds if "/" in gv}
-            versions = {group: {"groupVersion": gv, "version": gv.split("/")[1]} for group, gv in groups.items()}
-            return self.reply(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": group, "versions": [version], "preferredVersion": version}
-                for group, version in versions.items()]})
-        group_version = path.removeprefix("/api/").removeprefix("/apis/")
-        if group_version in kinds:
-            return self.reply(200, {"kind": "APIResourceList", "groupVersion": group_version, "resources": [
-                {"name": kind.lower() + "s", "singularName": kind.lower(), "namespaced": True, "kind": kind,
-                 "verbs": ["get", "list"]} for kind in kinds[group_version]]})
-        parts = path.strip("/").split("/")
-        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
-            namespace, name = parts[3], parts[5]
-            data = self.server.secrets.get((namespace, name))
-            if data is not None:
-                # Owned by the release, as a Secret the chart rendered before is.
-                metadata = {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                            "annotations": {"meta.helm.sh/release-name": "agentforge",
-                                            "meta.helm.sh/release-namespace": namespace}}
-                return self.reply(200, {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": {
-                    key: base64.b64encode(value.encode()).decode() for key, value in data.items()}})
-        return self.reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                                "code": 404})
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    server = FakeApiServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path_factory.mktemp("fake-api") / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake"}}], "users": [{"name": "fake", "user": {}}]}))
-    server.kubeconfig = str(kubeconfig)
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.servers  # a fake API server on 127.0.0.1, and the helm CLI's discovery against it
 class TestLiveSecretOnUpgrade:
     """What an upgrade renders (helm reads the live Secret through `lookup`; here from a fake API server): the kept
@@ -417,9 +334,7 @@ class TestLiveSecretOnUpgrade:
 
     @staticmethod
     def render(api, *args: str, namespace: str = "agentforge") -> dict:
-        out = helm("template", "agentforge", str(CHART), "--namespace", namespace, "--dry-run=server",
-                   "--disable-openapi-validation", "--kubeconfig", api.kubeconfig, *args, binary=HELM).stdout
-        return {(o["kind"], o["metadata"]["name"]): o for o in parse(out)}
+        return {(o["kind"], o["metadata"]["name"]): o for o in upgrade_render(api, *args, namespace=namespace)}
 
     @staticmethod
     def data(objects) -> dict[str, str]:
