@@ -56,7 +56,7 @@ python_env() {
   want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
   log "creating .venv with the pinned Python dependencies"
-  "$PYTHON" -m venv "$venv"
+  "$PYTHON" -m venv --clear "$venv"  # --clear: a venv of another Python (pyenv's) is replaced whole
   "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT"
   echo "$want" >"$stamp"
 }
