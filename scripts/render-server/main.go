@@ -11,15 +11,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/yannh/kubeconform/pkg/resource"
 	"github.com/yannh/kubeconform/pkg/validator"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
@@ -93,6 +94,9 @@ type validators struct {
 	schemas string
 	mu      sync.Mutex
 	byKey   map[string]validator.Validator
+	// The documents found valid so far, by Kubernetes version and content: renders repeat most objects (Services,
+	// NetworkPolicies, dashboards), and an object is validated once.
+	valid map[[sha256.Size]byte]struct{}
 }
 
 func (v *validators) get(version string, skip []string) (validator.Validator, error) {
@@ -116,13 +120,20 @@ func (v *validators) get(version string, skip []string) (validator.Validator, er
 
 func (v *validators) validate(manifest string, versions, skip []string) ([]invalid, error) {
 	var out []invalid
+	docs := documents(manifest)
 	for _, version := range versions {
 		val, err := v.get(version, skip)
 		if err != nil {
 			return nil, err
 		}
-		for _, res := range val.Validate("render", io.NopCloser(strings.NewReader(manifest))) {
+		for _, doc := range docs {
+			key := sha256.Sum256([]byte(version + "\x00" + strings.Join(skip, ",") + "\x00" + doc))
+			if _, seen := v.valid[key]; seen {
+				continue
+			}
+			res := val.ValidateResource(resource.Resource{Path: "render", Bytes: []byte(doc)})
 			if res.Status != validator.Invalid && res.Status != validator.Error {
+				v.valid[key] = struct{}{}
 				continue
 			}
 			object := "?"
@@ -139,20 +150,29 @@ func (v *validators) validate(manifest string, versions, skip []string) ([]inval
 	return out, nil
 }
 
-// objects converts each YAML document of a manifest to JSON as the Kubernetes API machinery does (sigs.k8s.io/yaml),
-// in the order of the manifest, leaving out empty documents.
-func objects(manifest string) ([]json.RawMessage, error) {
+// documents splits a manifest into its YAML documents, in the order of the manifest.
+func documents(manifest string) []string {
 	docs := releaseutil.SplitManifests(manifest)
 	keys := make([]string, 0, len(docs))
 	for k := range docs {
 		keys = append(keys, k)
 	}
 	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
-	out := []json.RawMessage{}
+	out := make([]string, 0, len(keys))
 	for _, k := range keys {
-		doc, err := yaml.YAMLToJSON([]byte(docs[k]))
+		out = append(out, docs[k])
+	}
+	return out
+}
+
+// objects converts each YAML document of a manifest to JSON as the Kubernetes API machinery does (sigs.k8s.io/yaml),
+// in the order of the manifest, leaving out empty documents.
+func objects(manifest string) ([]json.RawMessage, error) {
+	out := []json.RawMessage{}
+	for _, text := range documents(manifest) {
+		doc, err := yaml.YAMLToJSON([]byte(text))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", strings.SplitN(docs[k], "\n", 2)[0], err)
+			return nil, fmt.Errorf("%s: %w", strings.SplitN(text, "\n", 2)[0], err)
 		}
 		if string(doc) != "null" {
 			out = append(out, doc)
@@ -168,7 +188,7 @@ func main() {
 	}
 	// A render allocates much and keeps little: collecting garbage less often saves about a sixth of the CPU.
 	debug.SetGCPercent(400)
-	vals := &validators{schemas: os.Args[1], byKey: map[string]validator.Validator{}}
+	vals := &validators{schemas: os.Args[1], byKey: map[string]validator.Validator{}, valid: map[[sha256.Size]byte]struct{}{}}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 64<<20)
 	out := json.NewEncoder(os.Stdout)
