@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from chart import CHART, HELM, ROOT, TOOLS_BIN
 
@@ -30,22 +31,50 @@ def local_kubeconfig() -> str:
                           text=True).stdout.strip()
 
 
+def cluster_identity(config: str) -> tuple[str, str | None] | None:
+    """(API server URL, CA certificate) of the current context of a kubeconfig (a path, or a KUBECONFIG list of
+    paths), as kubectl reads it; None when it names no cluster. Reads files only: no server is contacted."""
+    proc = subprocess.run([KUBECTL, "config", "view", "--minify", "--flatten", "--output", "json"],
+                          env={**os.environ, "KUBECONFIG": config}, capture_output=True, text=True, timeout=60)
+    clusters = json.loads(proc.stdout).get("clusters") if proc.returncode == 0 else None
+    if not clusters:
+        return None
+    return clusters[0]["cluster"].get("server"), clusters[0]["cluster"].get("certificate-authority-data")
+
+
+def is_local_cluster(config: str) -> bool:
+    """Whether a kubeconfig points at the local cluster: it is the file `cluster.sh kubeconfig` names (ci/test.sh
+    exports that one, started or not), or its current context names the running local cluster's API server URL
+    and CA (a copy of that file, a KUBECONFIG list that starts with it)."""
+    local = local_kubeconfig()
+    if os.path.realpath(config) == os.path.realpath(local):
+        return True
+    ours = cluster_identity(local) if os.path.isfile(local) else None
+    return ours is not None and cluster_identity(config) == ours
+
+
 def refuse_another_cluster(given: str | None) -> None:
     """NotOurCluster when KUBECONFIG (`given`) names another cluster than the local one, unless
     AGENTFORGE_E2E_ANY_CLUSTER=1."""
-    if given and os.path.realpath(given) != os.path.realpath(local_kubeconfig()) and os.environ.get(ANY_CLUSTER) != "1":
-        raise NotOurCluster(
-            f"KUBECONFIG={given} is not the local cluster ({local_kubeconfig()}): the end-to-end tier creates "
-            f"namespaces and labels nodes there. Set {ANY_CLUSTER}=1 to run it on that cluster anyway, or unset "
-            f"KUBECONFIG to use the local one.")
+    if not given or os.environ.get(ANY_CLUSTER) == "1" or is_local_cluster(given):
+        return
+    theirs, local = cluster_identity(given), local_kubeconfig()
+    ours = cluster_identity(local) if os.path.isfile(local) else None
+    raise NotOurCluster(
+        f"KUBECONFIG={given} is not the local cluster: its API server is "
+        f"{theirs[0] if theirs else 'unknown (no current context)'}, the local cluster's ({local}) "
+        f"{ours[0] if ours else 'is not running'}. The end-to-end tier creates namespaces af-e2e-* and labels "
+        f"nodes there. Set {ANY_CLUSTER}=1 to run it on that cluster anyway, or unset KUBECONFIG to use the local "
+        f"one.")
 
 
 def kubeconfig() -> str:
-    """The cluster the tests run against: the local one (started if needed), or KUBECONFIG when it names the local
-    one or AGENTFORGE_E2E_ANY_CLUSTER=1 allows another. NotOurCluster otherwise."""
+    """The cluster the tests run against: KUBECONFIG's when AGENTFORGE_E2E_ANY_CLUSTER=1 allows another cluster than
+    the local one; else the local one, started if needed. NotOurCluster when KUBECONFIG names another cluster and
+    AGENTFORGE_E2E_ANY_CLUSTER=1 is not set."""
     given = os.environ.get("KUBECONFIG")
     refuse_another_cluster(given)
-    if given and os.path.realpath(given) != os.path.realpath(local_kubeconfig()):
+    if given and not is_local_cluster(given):
         return given
     lock = ROOT / ".cluster.lock"
     with open(lock, "w") as handle:  # pytest-xdist workers share one local cluster
@@ -83,6 +112,15 @@ class Cli:
                   *values)
         return time.monotonic() - start
 
+    def release_status(self, release: str, namespace: str) -> str:
+        """The status of the release's last revision: deployed, failed, ..."""
+        return json.loads(self.helm("status", release, "--namespace", namespace, "--output", "json").stdout)[
+            "info"]["status"]
+
+    def release_history(self, release: str, namespace: str) -> list[dict]:
+        """helm history, oldest revision first: each with revision, status, description."""
+        return json.loads(self.helm("history", release, "--namespace", namespace, "--output", "json").stdout)
+
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300)
         self.kubectl("create", "namespace", name)
@@ -93,6 +131,44 @@ class Cli:
         for release in releases:
             self.helm("uninstall", release, "--namespace", namespace, "--wait", check=False)
         self.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
+
+
+def component_objects(cli: Cli, namespace: str, kind: str, component: str) -> list[dict]:
+    """The objects of one kind (pods, replicasets, ...) of one chart component (app.kubernetes.io/component)."""
+    return cli.get(namespace, kind, "--selector", f"app.kubernetes.io/component={component}")["items"]
+
+
+def template_hashes(objects: list[dict]) -> dict[str, str]:
+    """{name: pod-template-hash} of ReplicaSets or their pods: which pod template of a Deployment each one runs."""
+    return {o["metadata"]["name"]: o["metadata"]["labels"]["pod-template-hash"] for o in objects}
+
+
+def labelled_nodes(cli: Cli, key: str) -> list[str]:
+    """The nodes that carry the label `key`, whatever its value."""
+    return [n["metadata"]["name"] for n in cli.get("", "nodes", "--selector", key)["items"]]
+
+
+def label_nodes(cli: Cli, key: str, value: str = "yes") -> None:
+    cli.kubectl("label", "nodes", "--all", f"{key}={value}", "--overwrite")
+
+
+def unlabel_nodes(cli: Cli, key: str) -> None:
+    cli.kubectl("label", "nodes", "--selector", key, f"{key}-")
+
+
+@contextmanager
+def nodes_labelled(cli: Cli, key: str, value: str = "yes") -> Iterator[None]:
+    """Every node carries key=value inside the block; once it is left, even by an exception, no node carries `key`.
+    Refuses to start when a node already carries `key`: that label is not ours to remove."""
+    already = labelled_nodes(cli, key)
+    if already:
+        raise AssertionError(f"nodes {', '.join(already)} already carry the label {key} (a killed run's, or the "
+                             f"cluster owner's): remove it (kubectl label nodes --selector {key} {key}-) if it is ours")
+    try:
+        label_nodes(cli, key, value)
+        yield
+    finally:
+        unlabel_nodes(cli, key)
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 120, interval: float = 1.0, what: str = "") -> object:
