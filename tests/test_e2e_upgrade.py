@@ -1,4 +1,7 @@
-"""End to end: helm upgrade runs the migration before the new backend, keeps every secret, and rolls back."""
+"""End to end: helm upgrade runs the migration before the new backend, keeps every secret, and rolls back.
+
+On the local kwok cluster the migration Job's success is simulated (scripts/kube/stages.yaml): these tests prove the
+order of the hook and the rollout, not that alembic ran; tests/test_e2e_failures.py makes the Job fail."""
 
 import time
 from datetime import datetime
@@ -6,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from chart import CHART
-from cluster import RESTRICTED
+from cluster import RESTRICTED, component_objects
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +40,6 @@ def upgraded(cli):
     cli.cleanup(NAMESPACE, RELEASE)
 
 
-def backend_replicasets(cli):
-    return [rs for rs in cli.get(NAMESPACE, "replicasets")["items"]
-            if rs["metadata"]["labels"].get("app.kubernetes.io/component") == "backend"]
-
-
 def test_upgrade_ran_the_new_image(cli, upgraded, record_property):
     record_property("timing: helm upgrade --wait (new backend tag), s", round(upgraded[1], 1))
     deployment = cli.get(NAMESPACE, "deployment", "agentforge-backend")
@@ -51,10 +49,11 @@ def test_upgrade_ran_the_new_image(cli, upgraded, record_property):
 
 
 def test_migration_completed_before_new_replicaset(cli, upgraded):
+    """The pre-upgrade Job completed (by simulation) before the new backend ReplicaSet was created."""
     job = cli.get(NAMESPACE, "job", "agentforge-migrate")
     assert job["status"].get("succeeded") == 1
     completed = timestamp(job["status"]["completionTime"])
-    (new_rs,) = [rs for rs in backend_replicasets(cli)
+    (new_rs,) = [rs for rs in component_objects(cli, NAMESPACE, "replicasets", "backend")
                  if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{NEW_TAG}")]
     assert completed <= timestamp(new_rs["metadata"]["creationTimestamp"])
 
@@ -82,8 +81,8 @@ def test_upgrade_refuses_to_change_a_key_the_data_depends_on(cli, upgraded, key,
 def test_rollback_returns_previous_revision(cli, upgraded):
     before = secrets_data(cli)
     cli.helm("rollback", RELEASE, "1", "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
-    history = cli.helm("history", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout
-    assert "Rollback to 1" in history
+    assert cli.release_history(RELEASE, NAMESPACE)[-1]["description"] == "Rollback to 1"
+    assert cli.release_status(RELEASE, NAMESPACE) == "deployed"
     deployment = cli.get(NAMESPACE, "deployment", "agentforge-backend")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f":{OLD_TAG}")
     assert secrets_data(cli) == before
