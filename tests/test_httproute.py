@@ -8,7 +8,7 @@ import re
 import jsonschema
 import pytest
 
-from chart import ROOT, render_chart, render_error
+from chart import ROOT, pinned, render_chart, render_error
 
 FRONTEND, BACKEND = "agentforge-frontend", "agentforge-backend"
 CRDS = ROOT / "tests" / "crds" / "gateway-api"
@@ -25,11 +25,6 @@ SESSION = {"httpRoute": {**ON["httpRoute"], "backendTimeout": "0s",
                          "sessionPersistence": {"enabled": True, "sessionName": "af", "absoluteTimeout": ""}}}
 WEBSOCKET_PATH = "/api/v1/ws/chat/3f1c9a2e"
 DURATION = re.compile(r"(\d+)(h|ms|m|s)")
-
-
-def pinned_version() -> str:
-    text = (ROOT / "scripts" / "versions.env").read_text()
-    return re.search(r"^GATEWAY_API_VERSION=(\S+)$", text, re.M).group(1)
 
 
 def strict(schema):
@@ -92,9 +87,9 @@ class TestVendoredSchema:
     @pytest.mark.parametrize("channel", ["standard", "experimental"])
     def test_schema_is_of_the_pinned_release(self, channel):
         doc = vendored(channel)
-        assert doc["bundleVersion"] == pinned_version(), "run tests/crds/gateway-api/vendor.py"
+        assert doc["bundleVersion"] == pinned("GATEWAY_API"), "run tests/crds/gateway-api/vendor.py"
         assert doc["channel"] == channel
-        assert doc["source"].startswith(f"sigs.k8s.io/gateway-api@{pinned_version()} config/crd/{channel}/")
+        assert doc["source"].startswith(f"sigs.k8s.io/gateway-api@{pinned('GATEWAY_API')} config/crd/{channel}/")
 
     def test_session_persistence_is_experimental_only(self):
         def rule_fields(channel):

@@ -199,7 +199,7 @@ class TestTheWalkCatches:
 
     @pytest.fixture
     def objects(self):
-        return render_chart(SCENARIOS["all-options"], fresh=True)
+        return render_chart(SCENARIOS["all-options"])  # a copy of its own: the tests damage it
 
     def broken(self, objects, values=None):
         return References(objects, declared_outside(values or SCENARIOS["all-options"])).check().broken
@@ -237,7 +237,7 @@ class TestTheWalkCatches:
 
     def test_required_ref_to_a_key_the_existing_secret_may_lack(self):
         values = {"grafana": {"admin": {"existingSecret": "grafana-admin"}}}
-        objects = render_chart(values, fresh=True)
+        objects = render_chart(values)
         env = pod_spec(objects.get("Deployment", "agentforge-grafana"))["containers"][0]["env"]
         next(e for e in env if e["name"] == "GF_SECURITY_SECRET_KEY")["valueFrom"]["secretKeyRef"].pop("optional")
         (broken,) = self.broken(objects, values)
