@@ -27,7 +27,7 @@ test: tools ## Run every test: lint, generated-docs check, render, real-server, 
 	bash ci/test.sh
 
 test-render: tools ## Run the render-only tests (no servers, no cluster)
-	$(PY) -m pytest -m "not e2e and not servers and not app" -n 2
+	$(PY) -m pytest -m "not e2e and not servers and not app" -n 2 --dist worksteal
 
 test-app: tools ## Run AgentForge's own code (AGENTFORGE_SRC, default ../shared/agentforge-src) in the rendered pods
 	$(PY) -m pytest -m app -n 2 --dist loadfile -p no:cacheprovider

@@ -27,7 +27,8 @@ HELM = ROOT / ".tools" / "bin" / "helm"
 CHART = ROOT / "charts" / "agentforge"
 # The last commit whose render tier ran the helm CLI once per render and validated in Python.
 BEFORE = "3b37528"
-RENDER_TIER = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m", "not e2e and not servers and not app"]
+RENDER_TIER = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "worksteal", "-m",
+               "not e2e and not servers and not app"]
 
 
 def timed(cmd: list[str], **kwargs) -> float:

@@ -23,9 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from chart import CHART, ROOT
+from chart import CHART, ROOT, load_yaml
 from pods import Image
 
 DEFAULT_SRC = ROOT.parent / "shared" / "agentforge-src"
@@ -253,7 +251,7 @@ def _rootfs(key: str, dockerfile: Path, context: Path, stage_outputs: dict[str, 
 
 def default_repository(values_key: str) -> str:
     """The image repository the chart's values.yaml gives a component by default."""
-    return yaml.safe_load((CHART / "values.yaml").read_text())[values_key]["image"]["repository"]
+    return load_yaml((CHART / "values.yaml").read_text())[values_key]["image"]["repository"]
 
 
 def _image(repository: str, rootfs: Path, stage: Stage, path: Path, extra: dict[str, Path]) -> Image:

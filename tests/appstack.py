@@ -25,11 +25,9 @@ import json
 from functools import cache
 from urllib.parse import quote, urlsplit
 
-import yaml
-
 import netpol
 import servers
-from chart import CHART, SCENARIOS, Manifests, deep_merge, pod_spec, render_chart
+from chart import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, pod_spec, render_chart
 from pods import Image, ObjectStore, Pod, Upstream, resolve_env, wait_for_probe
 
 # % @ : / #, a space and a non-ASCII letter: what breaks URLs (percent-encoding) and configparser (interpolation).
@@ -41,7 +39,7 @@ FIXED = {"secrets": {"secretKey": SECRET_KEY, "encryptionKey": ENCRYPTION_KEY},
          "redis": {"auth": {"password": HOSTILE_PASSWORD}}}
 NAMESPACE = "agentforge"
 RELEASE = "agentforge"
-CHART_DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+CHART_DEFAULTS = load_yaml((CHART / "values.yaml").read_text())
 COMPONENT = "app.kubernetes.io/component"
 
 
@@ -107,7 +105,7 @@ class Release:
     def prometheus_jobs(self) -> list[dict]:
         """The scrape configurations of the bundled Prometheus (none without it)."""
         return [job for cm in self.objects.of_kind("ConfigMap") if "prometheus.yml" in cm.get("data", {})
-                for job in yaml.safe_load(cm["data"]["prometheus.yml"])["scrape_configs"]]
+                for job in load_yaml(cm["data"]["prometheus.yml"])["scrape_configs"]]
 
     def scrape_endpoints(self, component: str) -> list[tuple[str, str]]:
         """(container port name, path) a component's metrics are scraped on: the bundled Prometheus' relabelling

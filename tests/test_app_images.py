@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 
 import appsrc
 from appstack import Stack, release
-from chart import CHART, container, env_of, pod_spec
+from chart import CHART, container, env_of, load_yaml, pod_spec
 
 pytestmark = pytest.mark.app
 PYTHON_COMPONENTS = ["backend", "data-collector"]
@@ -85,7 +84,7 @@ def test_chart_links_name_the_applications_repository(app_ready):
     snapshot = appsrc.source_root() / "SNAPSHOT.md"
     if not snapshot.exists():
         pytest.skip("the source is a plain checkout (no SNAPSHOT.md naming its repository)")
-    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    meta = load_yaml((CHART / "Chart.yaml").read_text())
     repository = meta["home"].removeprefix("https://github.com/")
     assert repository in snapshot.read_text(), f"{meta['home']} is not the repository of {snapshot}"
     assert meta["sources"] == [meta["home"]]

@@ -6,10 +6,10 @@ import subprocess
 import pytest
 import yaml
 
-from chart import RENDERER, ROOT, SCENARIOS, TOOLS_BIN
+from chart import RENDERER, ROOT, SCENARIOS, TOOLS_BIN, load_yaml
 
 CONFIG = ROOT / "ci" / "checkov.yaml"
-EXCEPTIONS = yaml.safe_load((ROOT / "ci" / "checkov-exceptions.yaml").read_text())
+EXCEPTIONS = load_yaml((ROOT / "ci" / "checkov-exceptions.yaml").read_text())
 
 
 def allowed(check: str, resource: str, scenario: str) -> dict | None:
@@ -35,7 +35,7 @@ def findings(tmp_path_factory):
         (root / scenario / "rendered.yaml").write_text(RENDERER.render(
             json.dumps(values), name=f"{scenario}-agentforge", namespace=f"scan-{scenario}"))
     config = tmp_path_factory.mktemp("config") / "checkov.yaml"  # ci/checkov.yaml, listing passed checks too
-    config.write_text(yaml.safe_dump(yaml.safe_load(CONFIG.read_text()) | {"quiet": False}))
+    config.write_text(yaml.safe_dump(load_yaml(CONFIG.read_text()) | {"quiet": False}))
     proc = subprocess.run([str(TOOLS_BIN / "checkov"), "--config-file", str(config), "-d", str(root),
                            "--output", "json"], capture_output=True, text=True, timeout=600)
     report = json.loads(proc.stdout)

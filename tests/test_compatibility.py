@@ -4,6 +4,7 @@ minor."""
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -18,6 +19,7 @@ from chart import (
     RENDERER,
     ROOT,
     SCENARIOS,
+    RenderError,
     helm,
     pinned,
     render_chart,
@@ -94,6 +96,25 @@ def test_validation_refuses_an_unknown_field_and_a_wrong_type(tmp_path):
         assert f"Deployment/agentforge-bad (Kubernetes {version})" in message
         assert "additional properties 'replicaz' not allowed" in message
         assert "containerPort': got string, want integer" in message
+
+
+def test_render_server_reads_a_changed_chart_again(tmp_path):
+    """The render server keeps a loaded chart, and skips helm's schema validation for values it found valid before
+    with the same chart files: a changed template or schema takes effect on the next render, as with the CLI."""
+    chart = tmp_path / "agentforge"
+    shutil.copytree(CHART, chart)
+    values = json.dumps({"backend": {"replicaCount": 3, "autoscaling": {"enabled": False}}})
+    backend = [o for o in RENDERER.render(values, chart=chart, objects=True) if o["kind"] == "Deployment"
+               and o["metadata"]["labels"]["app.kubernetes.io/component"] == "backend"]
+    assert backend[0]["spec"]["replicas"] == 3 and "kind: Tea" not in RENDERER.render(values, chart=chart)
+    (chart / "templates" / "tea.yaml").write_text("kind: Tea\n")
+    assert "kind: Tea" in RENDERER.render(values, chart=chart)
+    schema_file = chart / "values.schema.json"
+    schema = json.loads(schema_file.read_text())
+    schema["properties"]["backend"]["properties"]["replicaCount"]["maximum"] = 2
+    schema_file.write_text(json.dumps(schema))
+    with pytest.raises(RenderError, match=r"backend.replicaCount.*maximum.*2"):
+        RENDERER.render(values, chart=chart)
 
 
 def test_version_range_reaches_newest_schemas():

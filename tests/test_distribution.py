@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chart import CHART, CHART_META, HELM, HELM3, ROOT, TOOLS_BIN, pod_spec
+from chart import CHART, CHART_META, HELM, HELM3, ROOT, TOOLS_BIN, load_yaml, pod_spec
 
 REGISTRY_BIN = TOOLS_BIN / "registry"
 TIMEOUT = 120  # seconds, for any one command
@@ -216,13 +216,13 @@ def verify(helm_env, tgz: Path, keyring: Path, binary: str = HELM) -> subprocess
 @pytest.mark.servers
 class TestRegistryScript:
     def test_listens_on_loopback_only(self, registry):
-        config = yaml.safe_load((registry.dir / "config.yml").read_text())
+        config = load_yaml((registry.dir / "config.yml").read_text())
         assert config["http"]["addr"] == registry.addr
         assert registry.addr.startswith("127.0.0.1:")
         assert registry.get("")[0] == 200
 
     def test_storage_is_the_temp_dir(self, registry, published_chart):
-        config = yaml.safe_load((registry.dir / "config.yml").read_text())
+        config = load_yaml((registry.dir / "config.yml").read_text())
         assert config["storage"]["filesystem"]["rootdirectory"] == str(registry.dir / "storage")
         assert any((registry.dir / "storage").rglob("data"))
 
@@ -301,7 +301,7 @@ class TestPublish:
     def test_show_chart_carries_the_artifacthub_annotations(self, helm_env, published_chart):
         out = run([HELM, "show", "chart", published_chart.ref, "--version", published_chart.version,
                    "--plain-http"], helm_env).stdout
-        meta = yaml.safe_load(out)
+        meta = load_yaml(out)
         assert meta["version"] == CHART_META["version"]
         assert meta["annotations"] == CHART_META["annotations"]
 
@@ -317,7 +317,7 @@ class TestPublish:
     def test_pinned_by_digest(self, helm_env, published_chart):
         out = run([HELM, "show", "chart", f"{published_chart.ref}@{published_chart.digest}", "--plain-http"],
                   helm_env).stdout
-        assert yaml.safe_load(out)["version"] == published_chart.version
+        assert load_yaml(out)["version"] == published_chart.version
         wrong = run([HELM, "show", "chart", f"{published_chart.ref}@sha256:{'0' * 64}", "--plain-http"], helm_env,
                     check=False)
         assert wrong.returncode != 0
@@ -325,7 +325,7 @@ class TestPublish:
 
     def test_latest_version_resolved_without_version(self, helm_env, published_chart):
         out = run([HELM, "show", "chart", published_chart.ref, "--plain-http"], helm_env).stdout
-        assert yaml.safe_load(out)["version"] == published_chart.version
+        assert load_yaml(out)["version"] == published_chart.version
 
 
 def _stable(manifest_text: str) -> list[dict]:
@@ -393,7 +393,7 @@ class TestReleaseRefusals:
             publish(helm_env, registry, "upgrade", tmp_path / version, chart_copy(tmp_path / f"c{version}", version))
         assert sorted(registry.tags("upgrade/agentforge")) == ["1.0.0", "1.1.0", "1.1.0-rc.1", "1.10.0"]
         out = run([HELM, "show", "chart", registry.ref("upgrade/agentforge"), "--plain-http"], helm_env).stdout
-        assert yaml.safe_load(out)["version"] == "1.10.0"
+        assert load_yaml(out)["version"] == "1.10.0"
         proc = release(helm_env, registry.ref("upgrade"), tmp_path / "again", chart_copy(tmp_path / "c2", "1.9.0"))
         assert proc.returncode == 1
         assert "1.9.0 is not above the highest published version 1.10.0" in proc.stderr
@@ -586,7 +586,7 @@ CHANGE_KINDS = {"added", "changed", "deprecated", "removed", "fixed", "security"
 
 
 def annotation(key: str):
-    return yaml.safe_load(CHART_META["annotations"][f"artifacthub.io/{key}"])
+    return load_yaml(CHART_META["annotations"][f"artifacthub.io/{key}"])
 
 
 def canonical_image(ref: str) -> str:
@@ -659,7 +659,7 @@ class TestArtifactHubMetadata:
                               timeout=TIMEOUT, check=True)
         tgz = Path(proc.stdout.strip().rsplit(" ", 1)[-1])
         with tarfile.open(tgz) as tar:
-            meta = yaml.safe_load(tar.extractfile(f"{CHART_META['name']}/Chart.yaml").read())
+            meta = load_yaml(tar.extractfile(f"{CHART_META['name']}/Chart.yaml").read())
         assert meta["annotations"] == CHART_META["annotations"]
         assert meta["sources"] == CHART_META["sources"]
 

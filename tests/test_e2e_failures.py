@@ -17,7 +17,7 @@ import sys
 import pytest
 import yaml
 
-from chart import CHART, ROOT
+from chart import CHART, ROOT, load_yaml
 from cluster import (
     ANY_CLUSTER,
     RESTRICTED,
@@ -145,7 +145,7 @@ def test_failing_test_pod_fails_helm_test(cli, namespace):
 
 def another_cluster(path, server: str | None = None):
     """A copy of the local kubeconfig at `path`, its API server URL replaced when `server` is given."""
-    config = yaml.safe_load(open(local_kubeconfig()))
+    config = load_yaml(open(local_kubeconfig()))
     if server:
         config["clusters"][0]["cluster"]["server"] = server
     path.write_text(yaml.safe_dump(config))

@@ -6,13 +6,13 @@ import json
 import re
 
 import pytest
-import yaml
 
 from chart import (
     CHART,
     RenderError,
     container,
     env_sources,
+    load_yaml,
     pod_spec,
     render_chart,
     render_error,
@@ -80,7 +80,7 @@ def rendered_dashboard(objects, name=DASHBOARDS):
 
 
 def provisioning(objects, key, name=GRAFANA):
-    return yaml.safe_load(objects.get("ConfigMap", name)["data"][key])
+    return load_yaml(objects.get("ConfigMap", name)["data"][key])
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ class TestDashboardFile:
         assert text.count(DEFAULT_UID) == text.count(json.dumps(DEFAULT_UID))
 
     def test_placeholder_is_the_values_default(self):
-        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        values = load_yaml((CHART / "values.yaml").read_text())
         assert values["grafana"]["datasourceUid"] == DEFAULT_UID
 
     def test_queries_name_only_exported_metrics(self, dashboard):

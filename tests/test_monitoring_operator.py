@@ -11,9 +11,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
-from chart import closed_schema, render_chart, render_error
+from chart import closed_schema, load_yaml, render_chart, render_error
 
 CRDS = Path(__file__).resolve().parent / "crds"
 SCRAPED = ("backend", "data-collector")
@@ -26,7 +25,7 @@ ALL_ON = {"monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"en
 def load_crds():
     crds = {}
     for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+        crd = load_yaml(path.read_text())
         for version in crd["spec"]["versions"]:
             api_version = f"{crd['spec']['group']}/{version['name']}"
             crds[(api_version, crd["spec"]["names"]["kind"])] = closed_schema(version["schema"]["openAPIV3Schema"])

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from chart import TOOLS_BIN, container, pod_spec, render_chart, render_error
+from chart import TOOLS_BIN, container, load_yaml, pod_spec, render_chart, render_error
 
 PROMETHEUS = "agentforge-prometheus"
 PROMTOOL = TOOLS_BIN / "promtool"
@@ -15,7 +15,7 @@ SCRAPED = {"backend": 8000, "data-collector": 8001}
 
 
 def prometheus_config(objects, name=PROMETHEUS):
-    return yaml.safe_load(objects.get("ConfigMap", name)["data"]["prometheus.yml"])
+    return load_yaml(objects.get("ConfigMap", name)["data"]["prometheus.yml"])
 
 
 def app_job(config):

@@ -14,11 +14,10 @@ import copy
 from dataclasses import dataclass, field
 
 import pytest
-import yaml
 
-from chart import CHART, SCENARIOS, Manifests, deep_merge, pod_spec, render_chart
+from chart import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, pod_spec, render_chart
 
-VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+VALUES = load_yaml((CHART / "values.yaml").read_text())
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
 # Components whose pods take extraEnv/extraVolumes from values (the migration Job takes the backend's).
 EXTENSIBLE = ("backend", "frontend", "dataCollector", "postgresql", "redis", "prometheus", "grafana")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from chart import (
     CHART,
@@ -19,12 +18,13 @@ from chart import (
     RenderError,
     closed_schema,
     helm,
+    load_yaml,
 )
 
 INVALID = sorted((Path(__file__).parent / "invalid-values").glob("*.yaml"))
 SCENARIOS = SCENARIO_FILES
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
-VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+VALUES = load_yaml((CHART / "values.yaml").read_text())
 
 
 def expected_messages(path: Path) -> list[str]:

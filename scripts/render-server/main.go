@@ -14,9 +14,11 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"sync"
 
@@ -25,9 +27,10 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/loader"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	valuesloader "helm.sh/helm/v4/pkg/chart/v2/loader"
 	release "helm.sh/helm/v4/pkg/release/v1"
-	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -56,16 +59,84 @@ type reply struct {
 	Invalid  []invalid         `json:"invalid,omitempty"`
 }
 
+// A chart read from disk, with the hash of its files. Helm reads and parses the chart on each `helm template`;
+// the server keeps a chart while no file under its path changes (same names, sizes and modification times).
+type loadedChart struct {
+	stamp string
+	chart *chart.Chart
+	files [sha256.Size]byte
+}
+
+// Charts kept by path. Only charts without dependencies are kept: an install removes a parent chart's disabled
+// subcharts from the chart it is given, while it copies the values it merges and leaves the rest as loaded.
+var charts = map[string]loadedChart{}
+
+// validValues holds the (chart files, values) pairs whose values helm found valid against the chart's
+// values.schema.json. Helm validates the coalesced values only: neither the release name, the namespace nor the
+// Kubernetes version enter, so a pair found valid once is valid for every later render, and helm's validation
+// (it compiles the schema each time: a third of a render) is skipped for it.
+var validValues = map[[sha256.Size]byte]struct{}{}
+
+// stamp lists every file and folder under path with its size and modification time.
+func stamp(path string) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s\x00%d\x00%d\n", p, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	return b.String(), err
+}
+
+func load(path string) (loadedChart, error) {
+	st, err := stamp(path)
+	if err != nil {
+		return loadedChart{}, err
+	}
+	if c, ok := charts[path]; ok && c.stamp == st {
+		return c, nil
+	}
+	loaded, err := loader.Load(path)
+	if err != nil {
+		return loadedChart{}, err
+	}
+	ch, ok := loaded.(*chart.Chart)
+	if !ok {
+		return loadedChart{}, fmt.Errorf("%s: not an apiVersion v1/v2 chart", path)
+	}
+	h := sha256.New()
+	for _, f := range ch.Raw { // every file, the subcharts' included
+		fmt.Fprintf(h, "%s\x00%d\x00", f.Name, len(f.Data))
+		h.Write(f.Data)
+	}
+	c := loadedChart{stamp: st, chart: ch}
+	copy(c.files[:], h.Sum(nil))
+	delete(charts, path)
+	if len(ch.Metadata.Dependencies) == 0 && len(ch.Dependencies()) == 0 {
+		charts[path] = c
+	}
+	return c, nil
+}
+
 func render(req request) (string, error) {
 	vals, err := valuesloader.LoadValues(strings.NewReader(req.Values))
 	if err != nil {
 		return "", fmt.Errorf("failed to parse values: %w", err)
 	}
-	ch, err := loader.Load(req.Chart)
+	c, err := load(req.Chart)
 	if err != nil {
 		return "", err
 	}
+	ch := c.chart
+	key := sha256.Sum256(append(c.files[:], req.Values...))
 	client := action.NewInstall(action.NewConfiguration())
+	_, client.SkipSchemaValidation = validValues[key]
 	client.DryRunStrategy = action.DryRunClient
 	client.ReleaseName = req.Name
 	client.Namespace = req.Namespace
@@ -81,6 +152,7 @@ func render(req request) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	validValues[key] = struct{}{}
 	rel := r.(*release.Release)
 	var b strings.Builder
 	fmt.Fprintln(&b, strings.TrimSpace(rel.Manifest))
@@ -120,7 +192,13 @@ func (v *validators) get(version string, skip []string) (validator.Validator, er
 
 func (v *validators) validate(manifest string, versions, skip []string) ([]invalid, error) {
 	var out []invalid
-	docs := documents(manifest)
+	if len(versions) == 0 {
+		return nil, nil
+	}
+	docs, err := documents(manifest)
+	if err != nil {
+		return nil, err
+	}
 	for _, version := range versions {
 		val, err := v.get(version, skip)
 		if err != nil {
@@ -150,26 +228,34 @@ func (v *validators) validate(manifest string, versions, skip []string) ([]inval
 	return out, nil
 }
 
-// documents splits a manifest into its YAML documents, in the order of the manifest.
-func documents(manifest string) []string {
-	docs := releaseutil.SplitManifests(manifest)
-	keys := make([]string, 0, len(docs))
-	for k := range docs {
-		keys = append(keys, k)
+// documents splits a manifest into its YAML documents as kubectl reads a stream (the API machinery's YAMLReader),
+// in the order of the manifest, leaving out blank ones.
+func documents(manifest string) ([]string, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	var out []string
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(string(doc)) != "" {
+			out = append(out, string(doc))
+		}
 	}
-	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, docs[k])
-	}
-	return out
 }
 
 // objects converts each YAML document of a manifest to JSON as the Kubernetes API machinery does (sigs.k8s.io/yaml),
 // in the order of the manifest, leaving out empty documents.
 func objects(manifest string) ([]json.RawMessage, error) {
+	docs, err := documents(manifest)
+	if err != nil {
+		return nil, err
+	}
 	out := []json.RawMessage{}
-	for _, text := range documents(manifest) {
+	for _, text := range docs {
 		doc, err := yaml.YAMLToJSON([]byte(text))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", strings.SplitN(text, "\n", 2)[0], err)
