@@ -11,17 +11,14 @@ CHART := charts/agentforge
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-tools: ## Install the pinned toolchain: helm v4 and v3, promtool, registry, checkov, Python deps, test servers, the local control plane, the app's virtualenvs and frontend build
-	bash scripts/install-tools.sh
-	bash scripts/install-test-servers.sh
-	bash scripts/kube/build.sh
-	bash scripts/install-app.sh
+tools: ## Install the pinned toolchain (scripts/install-tools.sh): helm v4 and v3, promtool, registry, checkov, Python deps, render servers, test servers, the local control plane, the app's virtualenvs and frontend build; logs in .tools/logs/
+	bash scripts/install-tools.sh all
 
-demo: tools ## Start the local Kubernetes API server, helm install the chart on it, show the release
-	bash scripts/demo.sh
+demo: ## Build only helm and the local control plane, start it, helm install the chart, show the release (AGENTFORGE_DEMO_CLUSTER=current: your current kubectl context instead)
+	bash scripts/demo.sh up
 
-demo-down: ## Stop the local cluster and delete its state
-	bash scripts/kube/cluster.sh down
+demo-down: ## Remove what make demo created: the local cluster, or the release and namespace it made on your own cluster
+	bash scripts/demo.sh down
 
 test: tools ## Run every test: lint, generated-docs check, render, real-server, app-conformance and cluster tests
 	bash ci/test.sh
@@ -35,9 +32,8 @@ test-app: tools ## Run AgentForge's own code (AGENTFORGE_SRC, default ../shared/
 test-e2e: tools ## Run the end-to-end tests on the local cluster (another KUBECONFIG only with AGENTFORGE_E2E_ANY_CLUSTER=1)
 	bash ci/test.sh -m e2e
 
-lint: tools ## ruff on the Python code, helm lint --strict on the chart
-	.venv/bin/ruff check scripts tests ci
-	.tools/bin/helm lint --strict $(CHART)
+lint: tools ## The static checks (ci/lint.sh): ruff, the generated-docs check, helm lint --strict, chart-testing's ct lint
+	bash ci/lint.sh
 
 docs: ## Regenerate values.schema.json and the README parameter table from values.yaml comments
 	$(PY) scripts/gen_docs.py

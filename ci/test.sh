@@ -9,9 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH"
 
 echo "== lint"
-.venv/bin/ruff check scripts tests ci
-.venv/bin/python scripts/gen_docs.py --check
-.tools/bin/helm lint --strict charts/agentforge
+bash ci/lint.sh
 
 if [[ -z ${KUBECONFIG:-} ]]; then
   if ! bash scripts/kube/cluster.sh status; then

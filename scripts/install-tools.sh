@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # Installs the pinned toolchain into the git-ignored .tools/ and .venv/ folders of this checkout.
-# A second run reuses what is there. Only package registries are used (Go module proxy, PyPI).
+# A second run reuses what is there. Only package registries are used (Go module proxy, PyPI, Debian).
+#
+#   install-tools.sh [all]           everything `make test` uses (`make tools`)
+#   install-tools.sh demo            what `make demo` uses: helm and the local control plane
+#   install-tools.sh demo-kubectl    what `make demo` on a cluster of your own uses: helm and kubectl
+#
+# Each step's output goes to .tools/logs/<step>.log and is shown only when the step fails (scripts/steps.sh);
+# steps run two at a time (STEPS_JOBS), which on 2 cores fills the time one build spends linking or downloading.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=versions.env
 source "$ROOT/scripts/versions.env"
+# shellcheck source=steps.sh
+source "$ROOT/scripts/steps.sh"
 TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
@@ -95,32 +104,98 @@ kube_schemas() {
   echo "$want" >"$out/.stamp"
 }
 
-main() {
-  command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
-  go_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm \
-    "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+build_helm() {
+  go_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+}
+
+# Without a cluster, Helm 3 assumes Kubernetes 1.20 unless told at build time: 1.30, the chart's oldest.
+K8S_MINOR="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=30 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=30"
+
+# The newest Helm 3, the oldest Helm the chart supports and the one before it, which the chart refuses.
+build_helm3() {
   go_tool helm3 "$HELM3_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
-  # Without a cluster, Helm 3 assumes Kubernetes 1.20 unless told at build time: 1.30, the chart's oldest.
-  local k8s="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=30 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=30"
   go_tool helm-oldest "$HELM_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_OLDEST_VERSION $k8s"
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_OLDEST_VERSION $K8S_MINOR"
   go_tool helm-below-oldest "$HELM_BELOW_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_BELOW_OLDEST_VERSION $k8s"
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_BELOW_OLDEST_VERSION $K8S_MINOR"
+}
+
+build_promtool() {
   go_module_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" ./cmd/promtool \
     "-s -w -X github.com/prometheus/common/version.Version=$(prometheus_release)"
-  # The OCI registry (CNCF distribution) that `make publish` and tests/test_distribution.py push charts to.
+}
+
+# The OCI registry (CNCF distribution) that `make publish` and tests/test_distribution.py push charts to.
+build_registry() {
   go_tool registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry \
     "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
-  # The render servers the tests render through: the pinned helm's template code (and for the newest, kubeconform's
-  # validator) in one long-lived process each. Their go.mod files pin helm at HELM_VERSION, HELM_OLDEST_VERSION and
-  # kubeconform at KUBECONFORM_VERSION (tests/test_chart.py checks them).
+}
+
+# The render servers the tests render through: the pinned helm's template code (and for the newest, kubeconform's
+# validator) in one long-lived process each. Their go.mod files pin helm at HELM_VERSION, HELM_OLDEST_VERSION and
+# kubeconform at KUBECONFORM_VERSION (tests/test_compatibility.py checks them).
+build_render_servers() {
   go_local_tool render-server "$ROOT/scripts/render-server"
-  go_local_tool render-server-oldest "$ROOT/scripts/render-server/oldest" "$k8s"
+  go_local_tool render-server-oldest "$ROOT/scripts/render-server/oldest" "$K8S_MINOR"
+}
+
+# chart-testing (ct), with the yamllint and yamale configurations its release ships (ct lint reads them; the two
+# linters come with .venv, pinned in pyproject.toml).
+build_ct() {
+  # Built in its module's source: `go install ...@version` asks the proxy for the module's version list, which this
+  # proxy refuses for chart-testing.
+  go_module_tool ct github.com/helm/chart-testing/v3 "$CHART_TESTING_VERSION" ./ct \
+    "-s -w -X github.com/helm/chart-testing/v3/ct/cmd.Version=$CHART_TESTING_VERSION"
+  local etc="$TOOLS/ct-$CHART_TESTING_VERSION/etc" src
+  if [[ ! -f $etc/lintconf.yaml ]]; then
+    src="$(go mod download -json "github.com/helm/chart-testing/v3@$CHART_TESTING_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    mkdir -p "$etc" && cp "$src/etc/chart_schema.yaml" "$src/etc/lintconf.yaml" "$etc/"
+  fi
+  ln -sfn "$etc" "$TOOLS/ct-etc"
+}
+
+python_tools() {
   python_env
   kube_schemas
-  checkov_env
-  log "ready: $("$BIN/helm" version --short), helm3 $("$BIN/helm3" version --short)"
+}
+
+main() {
+  local what=${1:-all}
+  command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
+  local kube="bash $ROOT/scripts/kube/build.sh"
+  # Longest first: with two at a time, the control plane builds while the shorter steps take turns beside it.
+  case $what in
+    demo)
+      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" 420 $kube kubernetes
+      step helm "helm $HELM_VERSION" 75 build_helm
+      step etcd "etcd $ETCD_VERSION" 70 $kube etcd
+      step kwok "kwok and kwokctl $KWOK_VERSION" 100 $kube kwok
+      ;;
+    demo-kubectl)
+      step kubectl "kubectl $KUBERNETES_VERSION" 120 $kube kubectl
+      step helm "helm $HELM_VERSION" 75 build_helm
+      ;;
+    all)
+      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" 420 $kube kubernetes
+      step helm "helm $HELM_VERSION" 75 build_helm
+      step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" 60 python_tools
+      step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" 150 build_helm3
+      step render-servers "the render servers (helm's template code and kubeconform)" 120 build_render_servers
+      step promtool "promtool $PROMETHEUS_VERSION" 150 build_promtool
+      step registry "the OCI registry $DISTRIBUTION_VERSION" 60 build_registry
+      step checkov "checkov $CHECKOV_VERSION" 90 checkov_env
+      step ct "chart-testing (ct) $CHART_TESTING_VERSION" 90 build_ct
+      step etcd "etcd $ETCD_VERSION" 70 $kube etcd
+      step kwok "kwok and kwokctl $KWOK_VERSION" 100 $kube kwok
+      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl (Debian packages)" 60 \
+        bash "$ROOT/scripts/install-test-servers.sh"
+      step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" 240 bash "$ROOT/scripts/install-app.sh"
+      ;;
+    *) log "unknown selection '$what': all, demo or demo-kubectl"; exit 2 ;;
+  esac
+  steps_wait
 }
 
 main "$@"

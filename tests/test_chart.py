@@ -3,11 +3,14 @@
 import base64
 import hashlib
 import json
+import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
-from chart import CHART, KUBE_VERSIONS, RENDERER, SCENARIOS, deep_merge, helm, parse, render_chart
+from chart import CHART, KUBE_VERSIONS, RENDERER, ROOT, SCENARIOS, TOOLS_BIN, deep_merge, helm, parse, render_chart
 
 DEFAULT_INVENTORY = {
     ("ConfigMap", "agentforge-config"),
@@ -133,6 +136,32 @@ def test_helm_lint_strict_is_clean(kube_version):
     proc = helm("lint", "--strict", str(CHART), "--kube-version", kube_version, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 chart(s) failed" in proc.stdout
+
+
+def ct_lint(chart) -> subprocess.CompletedProcess:
+    """chart-testing's `ct lint` as ci/lint.sh runs it (ci/ct.yaml, the pinned release's schema and yamllint rules)."""
+    etc = ROOT / ".tools" / "ct-etc"
+    env = {**os.environ, "PATH": f"{TOOLS_BIN}:{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run([str(TOOLS_BIN / "ct"), "lint", "--config", str(ROOT / "ci" / "ct.yaml"), "--charts",
+                           str(chart), "--chart-dirs", str(chart.parent), "--lint-conf", str(etc / "lintconf.yaml"),
+                           "--chart-yaml-schema", str(etc / "chart_schema.yaml")],
+                          cwd=chart.parent, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("file,text,message", [
+    ("Chart.yaml", "\nmaintainers:\n  - name: x\n    emial: x@example.com\n", "emial: Unexpected element"),
+    ("values.yaml", "\nconfig:\n  debug: false\n", 'duplication of key "config" in mapping'),
+    ("ci/typo-values.yaml", "backend:\n  replicaCnt: 2\n", "replicaCnt"),
+], ids=["chart-schema", "yamllint", "helm-lint-per-ci-values"])
+def test_ct_lint_refuses(tmp_path, file, text, message):
+    """ct lint (make lint, CI) checks Chart.yaml against ct's schema, the values files with yamllint, and runs
+    `helm lint --strict` with each ci/*-values.yaml: one defect of each kind fails it, naming the defect."""
+    chart = tmp_path / "agentforge"
+    shutil.copytree(CHART, chart)
+    with open(chart / file, "a") as f:
+        f.write(text)
+    proc = ct_lint(chart)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 def test_kube_version_below_minimum_refused():

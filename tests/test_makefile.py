@@ -34,8 +34,10 @@ def test_docs_regenerates_and_docs_check_only_checks():
 
 def test_lint_writes_nothing():
     """`make lint` checks: it runs no generator and no fixer, and leaves every tracked file as it was."""
-    recipe = make("-n", "lint")
+    assert make("-n", "lint").splitlines()[-1] == "bash ci/lint.sh"  # after `tools`
+    recipe = (ROOT / "ci" / "lint.sh").read_text()
     assert "gen_docs.py" not in recipe.replace("gen_docs.py --check", "") and "--fix" not in recipe
+    assert "ct lint" in recipe
     before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
     make("lint")
     after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout

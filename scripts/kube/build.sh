@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane used by the end-to-end tests: kube-apiserver,
+# Builds the local control plane used by `make demo` and the end-to-end tests: kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, etcd, kwok and kwokctl.
+# Usage: build.sh [kubernetes|kubectl|etcd|kwok]...   (no argument: all; kubectl: that binary alone)
 # Everything comes from the Go module proxy (the only source these machines reach),
 # pinned by scripts/versions.env and cached under .tools/<name>-<version>/, so a
 # second run only checks stamps and returns at once.
@@ -24,11 +25,12 @@ now() { date +%s; }
 # staging module with ./staging/src/..., which the module zip lacks. A wrapper
 # module requires it and points each staging module at its published v0.NN.P tag.
 build_kubernetes() {
-  local v=$KUBERNETES_VERSION dir="$TOOLS/kubernetes-$KUBERNETES_VERSION"
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  if [[ ! -f $dir/.complete ]]; then
-    local staging="v0.${v#v1.}" src="$dir/src" t0 b
-    rm -rf "$dir" && mkdir -p "$src" "$dir/bin"
+  local v=$KUBERNETES_VERSION dir="$TOOLS/kubernetes-$KUBERNETES_VERSION" b
+  local bins=("$@") missing=() pkgs=()
+  for b in "${bins[@]}"; do [[ -x $dir/bin/$b ]] || missing+=("$b"); done
+  if ((${#missing[@]})); then
+    local staging="v0.${v#v1.}" src="$dir/src" t0
+    mkdir -p "$src" "$dir/bin"
     go mod download "k8s.io/kubernetes@$v"
     local kmod
     kmod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
@@ -54,12 +56,11 @@ build_kubernetes() {
       ld+=" -X $k.gitVersion=$v -X $k.gitMajor=1 -X $k.gitMinor=$(cut -d. -f2 <<<"$v")"
       ld+=" -X $k.gitTreeState=clean -X $k.buildDate=1970-01-01T00:00:00Z"
     done
-    for b in "${bins[@]}"; do
-      t0=$(now)
-      (cd "$src" && go build -mod=mod -ldflags "$ld" -o "$dir/bin/$b" "k8s.io/kubernetes/cmd/$b")
-      echo "built $b $v in $(($(now) - t0))s"
-    done
-    touch "$dir/.complete"
+    for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+    # One go build for every binary: shared packages compile once and the links run side by side.
+    t0=$(now)
+    (cd "$src" && go build -mod=mod -ldflags "$ld" -o "$dir/bin/" "${pkgs[@]}")
+    echo "built ${missing[*]} $v in $(($(now) - t0))s"
   fi
   for b in "${bins[@]}"; do link "$dir/bin/$b"; done
 }
@@ -109,6 +110,13 @@ build_kwok() {
   link "$dir/kwokctl"
 }
 
-build_kubernetes
-build_etcd
-build_kwok
+(($#)) || set -- kubernetes etcd kwok
+for component in "$@"; do
+  case $component in
+    kubernetes) build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    kubectl) build_kubernetes kubectl ;;
+    etcd) build_etcd ;;
+    kwok) build_kwok ;;
+    *) echo "build.sh: unknown component '$component' (kubernetes, kubectl, etcd, kwok)" >&2; exit 2 ;;
+  esac
+done
