@@ -5,16 +5,24 @@
 - one render through the render server the tests use (scripts/render-server), without and with kubeconform;
 - the render tier (`make test-render`'s selection) before and after the render server: BEFORE (default: the
   commit before it) is checked out into a temporary git worktree that borrows this checkout's .tools and .venv;
-- the full `make test` with the toolchain already installed.
+- the full `make test` with the toolchain already installed;
+- with --cold-demo (and nothing else): a cold `make demo` in a throwaway clone of HEAD, with empty tool folders and
+  an empty Go build cache. Only the Go module download cache (GOMODCACHE) is reused: nothing is downloaded again,
+  everything is compiled. Prints each build step's time, each phase of the demo and the total. --jobs N sets how
+  many build steps run at once (STEPS_JOBS, default 2).
 
-Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-before] [--no-full].
+Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-before] [--no-full]
+       .venv/bin/python scripts/bench.py --cold-demo [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,13 +91,54 @@ def tier_before(ref: str) -> str:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True)
 
 
+def cold_demo(jobs: int) -> None:
+    """Times `make demo` in a fresh clone whose .tools/ is empty, with an empty Go build cache (see the docstring)."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    path = f"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{Path(go).parent}"
+    modcache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory(prefix="cold-demo-") as tmp:
+        copy = Path(tmp) / "agentforge"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(copy)], check=True)
+        env = {"HOME": os.environ["HOME"], "PATH": path, "GOMODCACHE": modcache, "GOCACHE": f"{tmp}/go-build",
+               "STEPS_JOBS": str(jobs)}
+        print(f"cold make demo: a clone of {head.strip()}, empty .tools/ and Go build cache, the Go module download "
+              f"cache ({modcache}) reused, STEPS_JOBS={jobs}", flush=True)
+        start = time.perf_counter()
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(["make", "demo"], cwd=copy, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            if line.startswith(("==>", "    ", "!!!")):
+                print(f"  [{time.perf_counter() - start:4.0f} s] {line.rstrip()}", flush=True)
+        status = proc.wait()
+        total = time.perf_counter() - start
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = sum(getattr(cpu_after, f) - getattr(cpu_before, f) for f in ("ru_utime", "ru_stime"))
+        durations = copy / ".tools" / "logs" / "durations.tsv"
+        steps = durations.read_text().splitlines() if durations.exists() else []
+        subprocess.run(["make", "demo-down"], cwd=copy, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outcome = "ok" if status == 0 else f"FAILED (exit {status})"
+    print(f"cold make demo: {outcome} in {total:.0f} s ({total / 60:.1f} min) on {os.cpu_count()} cores")
+    print(f"  CPU time of every process it ran: {cpu:.0f} s, so at least {cpu / os.cpu_count():.0f} s "
+          f"({cpu / os.cpu_count() / 60:.1f} min) of wall time on {os.cpu_count()} cores however the steps are ordered")
+    for row in steps:
+        _, name, seconds = row.split("\t")
+        print(f"  step {name:<14} {int(seconds):5d} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--before", default=BEFORE, help="the commit to time the render tier of, for comparison")
     parser.add_argument("--no-before", action="store_true", help="skip timing the render tier before")
     parser.add_argument("--no-full", action="store_true", help="skip timing the full `make test`")
+    parser.add_argument("--cold-demo", action="store_true", help="time only a cold `make demo` (about 10 min)")
+    parser.add_argument("--jobs", type=int, default=2, help="with --cold-demo: build steps run at once")
     args = parser.parse_args()
+    if args.cold_demo:
+        cold_demo(args.jobs)
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([str(HELM), "create", "scaffold"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
