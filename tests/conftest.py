@@ -20,8 +20,8 @@ def default_render():
 
 @pytest.fixture(scope="session")
 def kube_config():
-    """Overrides pytest-helm-charts' fixture: the local kwok cluster, or KUBECONFIG's when it is the local one or
-    AGENTFORGE_E2E_ANY_CLUSTER=1 allows another."""
+    """The local kwok cluster, or KUBECONFIG's when it is the local one or AGENTFORGE_E2E_ANY_CLUSTER=1 allows
+    another."""
     from cluster import NotOurCluster, kubeconfig
 
     try:

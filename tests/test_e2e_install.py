@@ -50,17 +50,6 @@ def test_every_workload_available_and_every_pod_admitted(cli, installed):
     assert not [e for e in events if "violates PodSecurity" in e.get("message", "")]
 
 
-def test_workloads_ready_through_pytest_helm_charts(kube_cluster, installed):
-    """The same cluster seen through pytest-helm-charts' kube_cluster fixture (pykube)."""
-    from pykube import Deployment, StatefulSet
-
-    for kind in (Deployment, StatefulSet):
-        workloads = list(kind.objects(kube_cluster.kube_client).filter(namespace=NAMESPACE))
-        assert workloads
-        for w in workloads:
-            assert w.obj["status"].get("readyReplicas", 0) >= w.obj["spec"]["replicas"], w.name
-
-
 def test_install_migration_job_completed(cli, installed):
     """The post-install Job was admitted and ran to completion, its success simulated by kwok."""
     job = cli.get(NAMESPACE, "job", "agentforge-migrate")
