@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use: the real PostgreSQL and Redis servers that
 # tests/test_real_servers.py and the app tier start on 127.0.0.1, bubblewrap, in which the app tier runs the
-# rendered containers, gnupg for chart signing and curl for the release script (tests/test_distribution.py). Idempotent: does nothing when all are already there. The tests start their own
+# rendered containers, gnupg for chart signing and curl for the release script (tests/test_distribution.py), openssl for the
+# test CAs of the TLS servers (tests/test_external_services.py). Idempotent: does nothing when all are already there. The tests start their own
 # servers on free ports in temp dirs; the packages' own services are not needed and are not started.
 set -euo pipefail
 
@@ -16,8 +17,9 @@ have_redis || packages+=(redis-server)
 command -v gpg >/dev/null || packages+=(gnupg)
 command -v curl >/dev/null || packages+=(curl)
 command -v bwrap >/dev/null || packages+=(bubblewrap)
+command -v openssl >/dev/null || packages+=(openssl)
 if ((${#packages[@]} == 0)); then
-  log "PostgreSQL, Redis, bubblewrap, gnupg and curl already installed"
+  log "PostgreSQL, Redis, bubblewrap, gnupg, curl and openssl already installed"
   exit 0
 fi
 

@@ -19,6 +19,7 @@ scenarios in which a container differs.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import ipaddress
 import json
@@ -63,6 +64,7 @@ class Release:
         self.values = scenario_values(scenario) if values is None else values
         # The render tier validates the scenarios against the Kubernetes schemas already.
         self.objects: Manifests = render_chart(self.values, name=RELEASE, namespace=NAMESPACE, validate=False)
+        self._pki: servers.ThrowawayCa | None = None
         secrets, config_maps = self._existing()
         self.store = ObjectStore(self.objects, secrets, config_maps)
 
@@ -136,10 +138,26 @@ class Release:
                     return [t["expr"] for p in json.loads(text)["panels"] for t in p.get("targets", [])]
         raise AssertionError(f"{self.scenario}: no dashboard in the render")
 
+    @property
+    def pki(self) -> servers.ThrowawayCa:
+        """The CA of the scenario's external servers' certificates (made on first use, removed at exit)."""
+        if self._pki is None:
+            self._pki = servers.ThrowawayCa()
+            atexit.register(self._pki.cleanup)
+        return self._pki
+
     def _existing(self) -> tuple[dict, dict]:
         """The Secrets and ConfigMaps the scenario's values name but the chart does not render."""
         secrets: dict[str, dict[str, str]] = {}
         config_maps: dict[str, dict[str, str]] = {}
+        # The CA certificate of an external server, in the Secret or ConfigMap the values name.
+        for server, path in (("postgresql", ("externalDatabase", "sslRootCert")),
+                             ("redis", ("externalRedis", "tls", "caCert"))):
+            ca = {key: self.value(*path, key) for key in ("secret", "configMap", "key")}
+            if not self.value(server, "enabled"):
+                for field_name, store in (("secret", secrets), ("configMap", config_maps)):
+                    if ca.get(field_name):
+                        store.setdefault(ca[field_name], {})[ca["key"]] = self.pki.ca_cert.read_text()
         own = self.value("secrets", "existingSecret")
         if own:
             # What the values document: every key the chart would generate, URLs composed by the user with the
@@ -259,7 +277,11 @@ class Stack:
         else:
             url = rel.env("backend", "backend")["DATABASE_URL"]
             user, password = servers.url_credentials(url)
-            server = servers.start_postgres(self.binaries, user, password, urlsplit(url).path.lstrip("/"))
+            # A server of a scenario with sslMode takes TLS connections only, with a certificate for its host
+            # signed by the CA the scenario hands the pods.
+            tls = rel.pki.issue("postgresql", [rel.value("externalDatabase", "host")]) \
+                if rel.value("externalDatabase", "sslMode") not in ("", "disable") else None
+            server = servers.start_postgres(self.binaries, user, password, urlsplit(url).path.lstrip("/"), tls=tls)
             self.closers.append(server.stop)
             self.wire_external("externalDatabase", server.port)
         self.postgres = server

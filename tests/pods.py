@@ -343,9 +343,16 @@ class Pod:
                     if data is None:
                         raise PodError(f"volume {mount['name']} needs {kind} {ref['name']!r}, which is neither "
                                        "rendered nor declared as existing")
-                    for key, value in data.items():
-                        (host / key).write_text(value)
-                        (host / key).chmod(0o644)
+                    # With `items`, the kubelet projects the keys listed, each at its path, and nothing else.
+                    items = ref.get("items") or [{"key": key, "path": key} for key in data]
+                    for item in items:
+                        if item["key"] not in data:
+                            raise PodError(f"volume {mount['name']} needs key {item['key']!r} of {kind} "
+                                           f"{ref['name']!r}, which has only {sorted(data)}")
+                        target = host / item["path"]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_text(data[item["key"]])
+                        target.chmod(0o644)
                     host.chmod(0o755)
                 else:
                     raise PodError(f"volume {mount['name']} is of a kind this harness cannot provide: {sorted(volume)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -61,11 +62,12 @@ def url_credentials(url: str) -> tuple[str, str]:
     return unquote(parts.username or ""), unquote(parts.password or "")
 
 
-def local_url(url: str, port: int, scheme: str | None = None) -> str:
-    """The rendered URL with its host and port replaced by 127.0.0.1:port (userinfo kept, still encoded)."""
+def local_url(url: str, port: int, scheme: str | None = None, host: str = "127.0.0.1") -> str:
+    """The rendered URL with its host and port replaced by host:port, 127.0.0.1 unless told (userinfo kept, still
+    encoded)."""
     parts = urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
     return urlunsplit((scheme or parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -110,12 +112,48 @@ def probe_ok(command: list[str], env: dict[str, str]) -> bool:
         return False
 
 
+# -- TLS ---------------------------------------------------------------------------------------------------------
+
+class ThrowawayCa:
+    """A throwaway CA and the server certificates it signs, made with the openssl CLI in a temp dir (`cleanup` removes
+    it). Certificates are P-256, valid for a day."""
+
+    def __init__(self, name: str = "AgentForge test CA"):
+        self.base = Path(tempfile.mkdtemp(prefix="af-pki-"))
+        self.ca_cert = self.base / "ca.crt"
+        self.ca_key = self.base / "ca.key"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                      "-keyout", str(self.ca_key), "-out", str(self.ca_cert), "-days", "1", "-subj", f"/CN={name}",
+                      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+
+    def _openssl(self, *args: str) -> None:
+        if not shutil.which("openssl"):
+            pytest.fail("openssl missing: run scripts/install-test-servers.sh")
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    def issue(self, label: str, names: list[str]) -> tuple[Path, Path]:
+        """A server certificate for DNS names and IP addresses, signed by this CA: (certificate, key)."""
+        key, csr, cert = (self.base / f"{label}.{ext}" for ext in ("key", "csr", "crt"))
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+                      "-out", str(csr), "-subj", f"/CN={names[0]}")
+        alt = ",".join(f"IP:{n}" if n.replace(".", "").isdigit() else f"DNS:{n}" for n in names)
+        ext = self.base / f"{label}.ext"
+        ext.write_text(f"subjectAltName={alt}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        self._openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert), "-CAkey", str(self.ca_key),
+                      "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(ext))
+        return cert, key
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------------------------
 
 class PostgresServer:
     """initdb and postgres as the `postgres` user (when root), like the image's entrypoint does with its env."""
 
-    def __init__(self, binaries: dict, user: str, password: str, database: str):
+    def __init__(self, binaries: dict, user: str, password: str, database: str,
+                 tls: tuple[Path, Path] | None = None):
         self.bin = binaries["pg"]
         self.path = binaries["PATH"]
         self.user = user
@@ -129,6 +167,7 @@ class PostgresServer:
         if IS_ROOT:
             os.chown(self.base, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
         self.account = {"user": "postgres", "group": "postgres"} if IS_ROOT else {}
+        self.tls = tls  # (certificate, key): ssl=on, and TCP clients must use TLS (hostssl only)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": self.path, "LANG": "C.UTF-8", "HOME": str(self.base), **extra}
@@ -143,10 +182,23 @@ class PostgresServer:
                         "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
                        env=self.env(), check=True, capture_output=True, timeout=120, **self.account)
         pwfile.unlink()
+        settings = []
+        if self.tls:
+            # The key must belong to the server's user, readable by it alone; TCP clients get in over TLS only.
+            for source, name in zip(self.tls, ("server.crt", "server.key"), strict=True):
+                shutil.copyfile(source, self.base / name)
+                (self.base / name).chmod(0o600)
+                if IS_ROOT:
+                    shutil.chown(self.base / name, "postgres", "postgres")
+            settings = ["-c", "ssl=on", "-c", f"ssl_cert_file={self.base / 'server.crt'}",
+                        "-c", f"ssl_key_file={self.base / 'server.key'}"]
+            (self.data / "pg_hba.conf").write_text("local all all scram-sha-256\n"
+                                                   "hostssl all all 127.0.0.1/32 scram-sha-256\n")
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
                 [str(self.bin / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
-                 "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.base}", "-c", "fsync=off"],
+                 "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.base}", "-c", "fsync=off",
+                 *settings],
                 env=self.env(), stdout=log, stderr=subprocess.STDOUT, process_group=0, **self.account)
 
     def probe_env(self, **extra: str) -> dict[str, str]:
@@ -162,7 +214,7 @@ class PostgresServer:
 async def create_database(server: PostgresServer) -> None:
     """What the image's entrypoint does after initdb when POSTGRES_DB is not `postgres`."""
     conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user, password=server.password,
-                                 database="postgres", timeout=10)
+                                 database="postgres", timeout=10, ssl="require" if server.tls else "disable")
     try:
         await conn.execute(f'CREATE DATABASE "{server.database}"')
     finally:
@@ -238,10 +290,10 @@ def start_redis(binaries: dict, rendered: dict) -> RedisServer:
 
 
 def start_postgres(binaries: dict, user: str, password: str, database: str,
-                   readiness: list[str] | None = None) -> PostgresServer:
+                   readiness: list[str] | None = None, tls: tuple[Path, Path] | None = None) -> PostgresServer:
     """A started PostgreSQL with the database created, ready by the rendered readiness probe (else pg_isready).
-    The caller stops it."""
-    server = PostgresServer(binaries, user, password, database)
+    With `tls` (certificate, key), TCP clients must use TLS. The caller stops it."""
+    server = PostgresServer(binaries, user, password, database, tls)
     try:
         server.start()
         probe = readiness or ["pg_isready", "-h", "127.0.0.1", "-U", user]
@@ -254,17 +306,35 @@ def start_postgres(binaries: dict, user: str, password: str, database: str,
     return server
 
 
-class PlainRedis:
-    """redis-server with a password and nothing else: what an external (managed) Redis looks like."""
+def redis_quoted(text: str) -> str:
+    """A redis.conf argument holding any bytes: double-quoted, every byte a \\xHH escape."""
+    return '"{}"'.format("".join(f"\\x{b:02x}" for b in text.encode()))
 
-    def __init__(self, password: str):
+
+class PlainRedis:
+    """redis-server with a password and nothing else: what an external (managed) Redis looks like. With `username`,
+    that ACL user holds the password and the default user is off; with `tls` (certificate, key, CA), it listens with
+    TLS only (tls-port) and asks no client certificate."""
+
+    def __init__(self, password: str, *, username: str = "", tls: tuple[Path, Path, Path] | None = None):
         self.port = free_port()
         self.password = password
+        self.username = username
+        self.tls = tls
         self.base = Path(tempfile.mkdtemp(prefix="af-ext-redis-"))
         self.log = self.base / "redis.log"
-        conf = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.base}", f"logfile {self.log}", 'save ""']
-        if password:
-            conf.append('requirepass "{}"'.format("".join(f"\\x{b:02x}" for b in password.encode())))
+        conf = ["bind 127.0.0.1", f"dir {self.base}", f"logfile {self.log}", 'save ""']
+        if tls:
+            cert, key, ca = tls
+            conf += ["port 0", f"tls-port {self.port}", f"tls-cert-file {cert}", f"tls-key-file {key}",
+                     f"tls-ca-cert-file {ca}", "tls-auth-clients no"]
+        else:
+            conf.append(f"port {self.port}")
+        if username:
+            secret = f"#{hashlib.sha256(password.encode()).hexdigest()}" if password else "nopass"
+            conf += ["user default off", f"user {redis_quoted(username)} on {secret} ~* &* +@all"]
+        elif password:
+            conf.append(f"requirepass {redis_quoted(password)}")
         (self.base / "redis.conf").write_text("\n".join(conf) + "\n")
         self.proc: subprocess.Popen | None = None
 
@@ -272,7 +342,12 @@ class PlainRedis:
         self.log.touch()
         self.proc = subprocess.Popen([shutil.which("redis-server"), str(self.base / "redis.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
-        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"]
+        cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)]
+        if self.tls:
+            cli += ["--tls", "--cacert", str(self.tls[2])]
+        if self.username:
+            cli += ["--user", self.username]
+        cli.append("ping")
         env = {"PATH": os.environ["PATH"], "REDISCLI_AUTH": self.password}
         wait_until(lambda: subprocess.run(cli, env=env, capture_output=True, text=True,
                                           timeout=10).stdout.strip() == "PONG", "external redis", self.log)

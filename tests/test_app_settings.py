@@ -107,8 +107,13 @@ def test_python_container_gets_only_what_its_code_reads(app_ready, scenario, com
     found = read_by_code(scenario, component, container, image)
     assert found["modules"] > 0
     rel = release(scenario)
-    # What the chart gives: the user's own extraEnv (passed to the migrations too) is the user's business.
+    # What the chart gives: the user's own extraEnv and extraEnvFrom (passed to the migrations too) are the user's
+    # business. The extraEnvFrom sources are the container's last envFrom entries.
     extra = {e["name"] for e in rel.value(VALUES_KEYS[component], "extraEnv") or []}
+    env_from = rel.container(component, container).get("envFrom", [])
+    for source in env_from[len(env_from) - len(rel.value(VALUES_KEYS[component], "extraEnvFrom") or []):]:
+        kind, ref = ("Secret", source["secretRef"]) if "secretRef" in source else ("ConfigMap", source["configMapRef"])
+        extra |= {source.get("prefix", "") + key for key in rel.store.data(kind, ref["name"]) or {}}
     given = set(rel.env(component, container)) - extra
     unread = given - set(found["names"]) - PYTHON_RUNTIME
     assert not unread, (f"{scenario}: {component} container {container} is given {sorted(unread)}, which its code "

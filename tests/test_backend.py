@@ -94,6 +94,14 @@ def test_rolling_update_never_takes_a_pod_away_first(scenario):
                                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
+@pytest.mark.parametrize("strategy", [{"type": "Recreate"}, {"rollingUpdate": {"maxUnavailable": 1}},
+                                      {"rollingUpdate": {"maxSurge": 2, "maxUnavailable": "25%"}}])
+def test_no_strategy_override_takes_a_pod_away_first(strategy):
+    """backend.strategy may raise maxSurge only (test_extensions.py): what stops an old pod first is refused."""
+    assert "backend.strategy must be a RollingUpdate with rollingUpdate.maxUnavailable 0" in render_error(
+        {"backend": {"strategy": strategy}})
+
+
 class TestProbesAndShutdown:
     @pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
     def test_probe_on_health_path(self, default_render, probe):
@@ -131,6 +139,23 @@ class TestAutoscaling:
     def test_min_above_max_rejected(self):
         stderr = render_error({"backend": {"autoscaling": {"minReplicas": 6, "maxReplicas": 5}}})
         assert "backend.autoscaling.minReplicas" in stderr
+
+    def test_scales_down_one_pod_at_a_time_by_default(self, default_render):
+        """Each removed pod closes its WebSockets and loses the sessions in its memory: at most one pod every 5
+        minutes, after 10 minutes of lower load; scale-up keeps Kubernetes' defaults."""
+        behavior = default_render.get("HorizontalPodAutoscaler", BACKEND)["spec"]["behavior"]
+        assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 600,
+                                          "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}}
+
+    def test_behavior_merges_over_the_default_and_can_be_cleared(self):
+        scale_up = {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 100,
+                                                                   "periodSeconds": 30}]}
+        objects = render_chart({"backend": {"autoscaling": {"behavior": {"scaleUp": scale_up}}}})
+        behavior = objects.get("HorizontalPodAutoscaler", BACKEND)["spec"]["behavior"]
+        assert behavior["scaleUp"] == scale_up
+        assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+        cleared = render_chart({"backend": {"autoscaling": {"behavior": None}}})
+        assert "behavior" not in cleared.get("HorizontalPodAutoscaler", BACKEND)["spec"]
 
 
 class TestDisruptionBudget:

@@ -195,7 +195,8 @@ CHECKSUM_WORKLOADS = {"backend": ("Deployment", "agentforge-backend"), "redis": 
                       "prometheus": ("Deployment", "agentforge-prometheus"),
                       "grafana": ("Deployment", "agentforge-grafana")}
 CHECKSUMS = {"backend checksum/config", "backend checksum/secret", "redis checksum/config", "redis checksum/password",
-             "prometheus checksum/config", "grafana checksum/config", "grafana checksum/secret"}
+             "prometheus checksum/config", "prometheus checksum/rules", "grafana checksum/config",
+             "grafana checksum/secret"}
 ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
 # Every secret given, so nothing is generated: equal inputs must give equal checksums. The chart's Grafana Secret
 # always generates its secret-key (test_grafana.py's live-Secret tests cover it), so Grafana's comes from an
@@ -253,6 +254,8 @@ def test_checksums_stable_across_renders_of_equal_input():
     ({"grafana": {"datasourceUid": "metrics-main"}}, {"grafana checksum/config"}),
     ({"grafana": {"dashboardFolder": "Apps"}}, {"grafana checksum/config"}),
     ({"grafana": {"admin": {"existingSecret": "grafana-admin-2"}}}, {"grafana checksum/secret"}),
+    # The alerting rules, alerts.yml beside prometheus.yml (tests/test_alerts.py).
+    ({"monitoring": {"alerts": {"backendErrors": {"ratio": 0.1}}}}, {"prometheus checksum/rules"}),
     # Inputs no checksum covers: a change must roll nothing.
     ({"backend": {"podLabels": {"tier": "api"}, "image": {"tag": "0.10.1"}}}, set()),
     ({"frontend": {"replicaCount": 3}}, set()),
@@ -270,7 +273,8 @@ def test_checksum_changes_when_and_only_when_its_input_does(change, rolls):
 def test_pod_annotations_cannot_replace_a_checksum():
     """A user's podAnnotations of the same key leave the chart's checksum in place (else pods would stop rolling)."""
     base = checksums(FIXED)
-    pinned = {"podAnnotations": {"checksum/config": "0", "checksum/secret": "0", "checksum/password": "0"}}
+    pinned = {"podAnnotations": {"checksum/config": "0", "checksum/secret": "0", "checksum/password": "0",
+                                 "checksum/rules": "0"}}
     values = deep_merge(FIXED, {c: pinned for c in ("backend", "redis", "prometheus", "grafana")})
     changed = checksums(values)
     assert {key: changed[key] for key in CHECKSUMS} == base

@@ -87,6 +87,58 @@ class TestService:
                 assert not selector.items() <= other["spec"]["template"]["metadata"]["labels"].items()
 
 
+class TestAutoscaling:
+    """An optional HPA (off by default): the frontend is stateless and scales freely."""
+
+    HPA = {"frontend": {"autoscaling": {"enabled": True}}}
+
+    def test_off_by_default(self, default_render):
+        assert default_render.find("HorizontalPodAutoscaler", FRONTEND) is None
+        assert frontend(default_render)["spec"]["replicas"] == 2
+
+    def test_hpa_targets_the_deployment_on_cpu(self):
+        objects = render_chart(self.HPA)
+        hpa = objects.get("HorizontalPodAutoscaler", FRONTEND)
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FRONTEND}
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+        assert "behavior" not in hpa["spec"], "Kubernetes' default behavior unless asked"
+        assert "replicas" not in frontend(objects)["spec"], "the HPA owns the replica count"
+
+    def test_behavior_rendered(self):
+        behavior = {"scaleDown": {"selectPolicy": "Disabled"},
+                    "scaleUp": {"policies": [{"type": "Pods", "value": 4, "periodSeconds": 60}]}}
+        objects = render_chart({"frontend": {"autoscaling": {"enabled": True, "behavior": behavior}}})
+        assert objects.get("HorizontalPodAutoscaler", FRONTEND)["spec"]["behavior"] == behavior
+
+    def test_min_above_max_refused(self):
+        stderr = render_error({"frontend": {"autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 3},
+                                            "pdb": {"enabled": False}}})
+        assert "frontend.autoscaling.minReplicas (4) must not exceed frontend.autoscaling.maxReplicas (3)" in stderr
+
+    def test_budget_counts_the_hpa_minimum(self):
+        """With the HPA on, the PDB is checked against minReplicas, not replicaCount."""
+        stderr = render_error({"frontend": {"autoscaling": {"enabled": True, "minReplicas": 2},
+                                            "replicaCount": 5, "pdb": {"minAvailable": 2}}})
+        assert "frontend.pdb.minAvailable (2) must be below the frontend replica count (2)" in stderr
+        objects = render_chart({"frontend": {"autoscaling": {"enabled": True, "minReplicas": 3},
+                                             "pdb": {"minAvailable": 2}}})
+        assert objects.get("PodDisruptionBudget", FRONTEND)["spec"]["minAvailable"] == 2
+
+    def test_one_replica_minimum_needs_a_budget_that_allows_eviction(self):
+        stderr = render_error({"frontend": {"autoscaling": {"enabled": True, "minReplicas": 1}}})
+        assert "at '/frontend/pdb/enabled'" in stderr
+        objects = render_chart({"frontend": {"autoscaling": {"enabled": True, "minReplicas": 1},
+                                             "pdb": {"minAvailable": None, "maxUnavailable": 1}}})
+        assert objects.get("PodDisruptionBudget", FRONTEND)["spec"]["maxUnavailable"] == 1
+
+    def test_replica_count_one_with_hpa_is_not_the_one_replica_rule(self):
+        """replicaCount is ignored while the HPA is on: it does not trigger the one-replica budget rule."""
+        objects = render_chart({"frontend": {"autoscaling": {"enabled": True}, "replicaCount": 1}})
+        assert objects.get("PodDisruptionBudget", FRONTEND)["spec"]["minAvailable"] == 1
+
+
 class TestDisruptionBudget:
     def test_min_available_one_of_two(self, default_render):
         pdb = default_render.get("PodDisruptionBudget", FRONTEND)

@@ -56,7 +56,8 @@ def all_on():
 
 def test_vendored_crds_present():
     assert set(CRD_SCHEMAS) == {("monitoring.coreos.com/v1", "PodMonitor"),
-                                ("monitoring.coreos.com/v1", "ServiceMonitor")}
+                                ("monitoring.coreos.com/v1", "ServiceMonitor"),
+                                ("monitoring.coreos.com/v1", "PrometheusRule")}  # tests/test_alerts.py
 
 
 def test_all_off_by_default(default_render):

@@ -201,8 +201,10 @@ class TestPromtool:
     def test_check_config_passes(self, promtool, tmp_path, values, name, namespace):
         objects = render_chart(values, name=name, namespace=namespace)
         prefix = name if "agentforge" in name else f"{name}-agentforge"
+        # Every key of the ConfigMap, as the pod mounts it: prometheus.yml names alerts.yml (tests/test_alerts.py).
+        for key, text in objects.get("ConfigMap", f"{prefix}-prometheus")["data"].items():
+            (tmp_path / key).write_text(text)
         path = tmp_path / "prometheus.yml"
-        path.write_text(objects.get("ConfigMap", f"{prefix}-prometheus")["data"]["prometheus.yml"])
         proc = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "SUCCESS" in proc.stdout + proc.stderr

@@ -4,8 +4,9 @@ A pod whose secretKeyRef names a key its Secret lacks never starts (CreateContai
 cannot see it: the reference is valid YAML. Each reference of every container and init container of every workload
 (Deployment, StatefulSet, Job, Pod, hooks included) must resolve to a key of an object the render holds, or to an
 object outside the render that the values declare (`secrets.existingSecret`, `secrets.llmApiKeysSecret`,
-`grafana.admin.existingSecret`, an existing claim, the objects named in `extraEnv`/`extraVolumes`). A reference
-marked `optional: true` may miss only a key the values declare optional.
+`grafana.admin.existingSecret`, an existing claim, the objects named in `extraEnv`/`extraEnvFrom`/`extraVolumes` and
+in sidecars). A name written as a template (`{{ ... }}`, rendered with tpl) declares nothing: it must resolve to an
+object of the render. A reference marked `optional: true` may miss only a key the values declare optional.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ def user_refs(node, declared: dict[tuple[str, str], Outside]) -> None:
     if not isinstance(node, dict):
         return
     for ref, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
-        if ref in node:
+        if ref in node and "{{" not in node[ref]["name"]:
             declared.setdefault((kind, node[ref]["name"]), Outside()).keys.add(node[ref]["key"])
     for ref, kind, name_field in (("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName"),
                                   ("configMapRef", "ConfigMap", "name"), ("secretRef", "Secret", "name")):
-        if isinstance(node.get(ref), dict) and name_field in node[ref]:
+        if isinstance(node.get(ref), dict) and name_field in node[ref] and "{{" not in node[ref][name_field]:
             outside = declared.setdefault((kind, node[ref][name_field]), Outside())
             items = node[ref].get("items")
             if items:
@@ -77,15 +78,22 @@ def declared_outside(values: dict) -> dict[tuple[str, str], Outside]:
     if admin["existingSecret"]:
         declared[("Secret", admin["existingSecret"])] = Outside(keys={admin["userKey"], admin["passwordKey"]},
                                                                 optional={"secret-key"})
-    for external in ("externalDatabase", "externalRedis"):
+    for external, ca in (("externalDatabase", v["externalDatabase"]["sslRootCert"]),
+                         ("externalRedis", v["externalRedis"]["tls"]["caCert"])):
         if v[external]["existingSecret"]:
+            # The pods read a whole URL from it (existingSecretUrlKey), else the chart reads the password (lookup).
             declared[("Secret", v[external]["existingSecret"])] = Outside(
-                keys={v[external]["existingSecretPasswordKey"]})
+                keys={v[external]["existingSecretUrlKey"] or v[external]["existingSecretPasswordKey"]})
+        for kind, field_name in (("Secret", "secret"), ("ConfigMap", "configMap")):
+            if ca[field_name]:
+                declared.setdefault((kind, ca[field_name]), Outside()).keys.add(ca["key"])
     for component in ("prometheus", "grafana"):
         if v[component]["persistence"]["existingClaim"]:
             declared[("PersistentVolumeClaim", v[component]["persistence"]["existingClaim"])] = Outside()
     for component in EXTENSIBLE:
-        user_refs([v[component].get("extraEnv", []), v[component].get("extraVolumes", [])], declared)
+        user_refs([v[component].get(key, []) for key in ("extraEnv", "extraEnvFrom", "extraVolumes", "extraContainers",
+                                                         "extraInitContainers")], declared)
+    user_refs(v["migrations"].get("extraInitContainers", []), declared)
     return declared
 
 

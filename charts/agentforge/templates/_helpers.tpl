@@ -121,13 +121,17 @@ automountServiceAccountToken: false
 {{- end -}}
 
 {{/*
-Service of a component: (list $ "component" PORT-NAME HEADLESS). The port is the component's own
-(agentforge.port); headless Services govern the StatefulSets, whose names resolve to their pods.
+Service of a component: (list $ "component" PORT-NAME HEADLESS .Values.<component>.service). The port is the
+component's own (agentforge.port); headless Services govern the StatefulSets, whose names resolve to their pods, and
+stay ClusterIP. The type's own fields (nodePort, loadBalancer*, externalTrafficPolicy) are rendered only for the type
+that reads them; agentforge.validateValues refuses them with any other.
 */}}
 {{- define "agentforge.service" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $portName := index . 2 -}}
+{{- $service := index . 4 | default dict -}}
+{{- $type := $service.type | default "ClusterIP" -}}
 apiVersion: v1
 kind: Service
 metadata:
@@ -135,10 +139,26 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+  {{- with $service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
-  type: ClusterIP
+  type: {{ $type }}
   {{- if index . 3 }}
   clusterIP: None
+  {{- end }}
+  {{- if eq $type "LoadBalancer" }}
+  {{- with $service.loadBalancerIP }}
+  loadBalancerIP: {{ . | quote }}
+  {{- end }}
+  {{- with $service.loadBalancerSourceRanges }}
+  loadBalancerSourceRanges:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
+  {{- if and (ne $type "ClusterIP") $service.externalTrafficPolicy }}
+  externalTrafficPolicy: {{ $service.externalTrafficPolicy }}
   {{- end }}
   selector:
     {{- include "agentforge.selectorLabels" (list $root $component) | nindent 4 }}
@@ -147,6 +167,9 @@ spec:
       port: {{ include "agentforge.port" $component }}
       targetPort: {{ $portName }}
       protocol: TCP
+      {{- if and (ne $type "ClusterIP") $service.nodePort }}
+      nodePort: {{ $service.nodePort }}
+      {{- end }}
 {{- end -}}
 
 {{/* Spec of a data claim: (.Values.<component>.persistence). */}}
@@ -236,7 +259,7 @@ the cluster. (list $ .Values.externalDatabase "externalDatabase")
 {{- $secret := lookup "v1" "Secret" $root.Release.Namespace $ext.existingSecret | default dict -}}
 {{- $value := dig "data" $ext.existingSecretPasswordKey "" $secret -}}
 {{- if not $value -}}
-{{- fail (printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or provide every URL with secrets.existingSecret (needed by `helm template`, which cannot read the cluster)." $path $ext.existingSecret $ext.existingSecretPasswordKey $root.Release.Namespace $path) -}}
+{{- fail (printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or keep the whole URL in that Secret and set %s.existingSecretUrlKey: the pods then read it themselves, so `helm template` and GitOps tools, which cannot read the cluster, render it." $path $ext.existingSecret $ext.existingSecretPasswordKey $root.Release.Namespace $path $path) -}}
 {{- end -}}
 {{- $value | b64dec -}}
 {{- else -}}
@@ -295,6 +318,9 @@ Renders imagePullSecrets, securityContext and scheduling fields at the pod spec'
 {{- /* Service environment variables would leak every Service of the namespace into each container. */}}
 enableServiceLinks: false
 {{- include "agentforge.imagePullSecrets" $root }}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 {{- with $values.podSecurityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
@@ -349,7 +375,9 @@ keys its code reads, not the whole Secret.
 {{- $secret := include "agentforge.secretName" (index . 0) -}}
 {{- $env := list -}}
 {{- range (rest .) -}}
-{{- $env = append $env (dict "name" . "valueFrom" (dict "secretKeyRef" (dict "name" $secret "key" .))) -}}
+{{- /* DATABASE_URL and REDIS_URL may come whole from the user's Secret (agentforge.externalUrlRef). */ -}}
+{{- $ref := include "agentforge.externalUrlRef" (list (index $ 0) .) | fromYaml | default (dict "name" $secret "key" .) -}}
+{{- $env = append $env (dict "name" . "valueFrom" (dict "secretKeyRef" $ref)) -}}
 {{- end -}}
 {{- toYaml $env -}}
 {{- end -}}
@@ -367,17 +395,181 @@ resources:
 {{- end -}}
 
 {{/*
-PodDisruptionBudget of a component: (list $ "component" .Values.<component>.pdb REPLICAS).
-Refuses a minAvailable at or above the replica count: such a budget blocks every node drain.
+A value of the values rendered with tpl, so that it may name the release ({{ .Release.Name }},
+{{ include "agentforge.fullname" . }}): (list $ VALUE). A string is rendered as it is, anything else as its YAML.
+Every extra* value goes through it (extraEnv, extraEnvFrom, extraVolumes, extraVolumeMounts, extraContainers,
+extraInitContainers, extraObjects).
+*/}}
+{{- define "agentforge.tpl" -}}
+{{- $value := index . 1 -}}
+{{- tpl (ternary $value (toYaml $value) (kindIs "string" $value)) (index . 0) -}}
+{{- end -}}
+
+{{/*
+Probes of a component's main container: (list .Values.<component> (dict "startupProbe" HANDLER "readinessProbe"
+HANDLER "livenessProbe" HANDLER)). HANDLER is the chart's check (httpGet, exec, ...), a fact of the image; the
+settings (periodSeconds, timeoutSeconds, ...) are the values' <probe> keys, whose defaults in values.yaml are the
+chart's, so what a user sets is merged over them. A handler in the values replaces the chart's (a probe has one).
+*/}}
+{{- define "agentforge.probes" -}}
+{{- $values := index . 0 -}}
+{{- $probes := dict -}}
+{{- range $name, $handler := index . 1 -}}
+{{- $probe := deepCopy (get $values $name | default dict) -}}
+{{- $own := false -}}
+{{- range $field := list "httpGet" "exec" "tcpSocket" "grpc" -}}
+{{- if hasKey $probe $field -}}
+{{- $own = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $own -}}
+{{- $probe = merge $probe $handler -}}
+{{- end -}}
+{{- $_ := set $probes $name $probe -}}
+{{- end -}}
+{{- toYaml $probes -}}
+{{- end -}}
+
+{{/*
+Extra containers of a pod, as a YAML list (empty when there are none): (dict "root" $ "path" "backend.extraContainers"
+"containers" LIST "securityContext" .Values.<component>.containerSecurityContext "portName" PORT-NAME "module"
+ASGI-MODULE). Each is rendered with tpl and gets the component's containerSecurityContext under its own
+securityContext. Refused, naming the container: one that breaks Pod Security "restricted"; one that declares a port
+named like the component's (the Service's targetPort, and the port Prometheus and the PodMonitors scrape by name); one
+whose command runs the component's own ASGI module (a second server process would split the state the one worker
+keeps in memory: WebSocket sessions, collections).
+*/}}
+{{- define "agentforge.extraContainers" -}}
+{{- $root := .root -}}
+{{- $out := list -}}
+{{- range $i, $item := .containers -}}
+{{- $where := printf "%s[%d]" $.path $i -}}
+{{- $c := include "agentforge.tpl" (list $root $item) | fromYaml -}}
+{{- if hasKey $c "Error" -}}
+{{- fail (printf "%s does not render to a container: %s" $where $c.Error) -}}
+{{- end -}}
+{{- $where = printf "%s (%q)" $where (toString $c.name) -}}
+{{- $ctx := mergeOverwrite (deepCopy ($.securityContext | default dict)) ($c.securityContext | default dict) -}}
+{{- $caps := $ctx.capabilities | default dict -}}
+{{- $problems := list -}}
+{{- if $ctx.privileged -}}
+{{- $problems = append $problems "securityContext.privileged is true" -}}
+{{- end -}}
+{{- if ne (toString $ctx.allowPrivilegeEscalation) "false" -}}
+{{- $problems = append $problems "securityContext.allowPrivilegeEscalation is not false" -}}
+{{- end -}}
+{{- if not (has "ALL" ($caps.drop | default list)) -}}
+{{- $problems = append $problems "securityContext.capabilities.drop lacks ALL" -}}
+{{- end -}}
+{{- with without ($caps.add | default list) "NET_BIND_SERVICE" -}}
+{{- $problems = append $problems (printf "securityContext.capabilities.add holds %s (only NET_BIND_SERVICE is allowed)" (join ", " .)) -}}
+{{- end -}}
+{{- if eq (toString $ctx.runAsNonRoot) "false" -}}
+{{- $problems = append $problems "securityContext.runAsNonRoot is false" -}}
+{{- end -}}
+{{- if eq (toString $ctx.runAsUser) "0" -}}
+{{- $problems = append $problems "securityContext.runAsUser is 0 (root)" -}}
+{{- end -}}
+{{- range $profile := list "seccompProfile" "appArmorProfile" -}}
+{{- if eq (dig $profile "type" "" $ctx) "Unconfined" -}}
+{{- $problems = append $problems (printf "securityContext.%s.type is Unconfined" $profile) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $ctx.procMount (ne (toString $ctx.procMount) "Default") -}}
+{{- $problems = append $problems "securityContext.procMount is not Default" -}}
+{{- end -}}
+{{- range $c.ports -}}
+{{- if .hostPort -}}
+{{- $problems = append $problems (printf "port %v sets hostPort" .containerPort) -}}
+{{- end -}}
+{{- end -}}
+{{- with $problems -}}
+{{- fail (printf "%s breaks Pod Security \"restricted\": %s. Extra containers get the component's containerSecurityContext under their own securityContext: leave out what breaks it" $where (join "; " .)) -}}
+{{- end -}}
+{{- range $c.ports -}}
+{{- if and $.portName (eq (toString .name) $.portName) -}}
+{{- fail (printf "%s declares a port named %q, the name of the component's own port: its Service, probes and metrics scraping address that port by name. Name it otherwise" $where .name) -}}
+{{- end -}}
+{{- end -}}
+{{- $module := splitList ":" ($.module | default "") | first -}}
+{{- if and $module (contains $module (join " " (concat ($c.command | default list) ($c.args | default list)))) -}}
+{{- fail (printf "%s runs %s, the component's own application (server.module %q): the pod runs exactly one server process, in its own container, which holds the in-memory state (WebSocket sessions, collections); a second one would split it" $where $module $.module) -}}
+{{- end -}}
+{{- $out = append $out (set $c "securityContext" $ctx) -}}
+{{- end -}}
+{{- with $out -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Update strategy of a Deployment: (.Values.<component>.strategy); rollingUpdate only with type RollingUpdate. */}}
+{{- define "agentforge.strategy" -}}
+strategy:
+  type: {{ .type }}
+  {{- if and (eq .type "RollingUpdate") .rollingUpdate }}
+  rollingUpdate:
+    {{- toYaml .rollingUpdate | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/*
+HorizontalPodAutoscaler of a component's Deployment, on CPU: (list $ "component" .Values.<component>.autoscaling).
+Refuses minReplicas above maxReplicas.
+*/}}
+{{- define "agentforge.hpa" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- $autoscaling := index . 2 -}}
+{{- $path := printf "%s.autoscaling" ($component | replace "-" "_" | camelcase | untitle) -}}
+{{- if $autoscaling.enabled -}}
+{{- if gt ($autoscaling.minReplicas | int) ($autoscaling.maxReplicas | int) -}}
+{{- fail (printf "%s.minReplicas (%d) must not exceed %s.maxReplicas (%d)" $path ($autoscaling.minReplicas | int) $path ($autoscaling.maxReplicas | int)) -}}
+{{- end -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "agentforge.componentName" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "agentforge.componentName" (list $root $component) }}
+  minReplicas: {{ $autoscaling.minReplicas }}
+  maxReplicas: {{ $autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $autoscaling.targetCPUUtilizationPercentage }}
+  {{- with $autoscaling.behavior }}
+  behavior:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+PodDisruptionBudget of a component: (list $ "component" .Values.<component>.pdb REPLICAS), with minAvailable or
+maxUnavailable, whichever is set (agentforge.validateValues refuses both, and neither).
+Refuses a minAvailable at or above the replica count, and a maxUnavailable of 0: such a budget blocks every node drain.
 */}}
 {{- define "agentforge.pdb" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $pdb := index . 2 -}}
 {{- $replicas := index . 3 | int -}}
+{{- $path := printf "%s.pdb" ($component | replace "-" "_" | camelcase | untitle) -}}
 {{- if $pdb.enabled }}
 {{- if and (not (kindIs "string" $pdb.minAvailable)) (ge ($pdb.minAvailable | int) $replicas) }}
 {{- fail (printf "%s.pdb.minAvailable (%d) must be below the %s replica count (%d): a budget that no eviction can satisfy blocks every node drain" ($component | replace "-" "_" | camelcase | untitle) ($pdb.minAvailable | int) $component $replicas) }}
+{{- end }}
+{{- if has (toString $pdb.maxUnavailable) (list "0" "0%") }}
+{{- fail (printf "%s.maxUnavailable (%v) must be at least 1 (or 1%%): a budget that allows no eviction blocks every node drain" $path $pdb.maxUnavailable) }}
 {{- end }}
 apiVersion: policy/v1
 kind: PodDisruptionBudget
@@ -387,7 +579,11 @@ metadata:
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
 spec:
+  {{- if kindIs "invalid" $pdb.maxUnavailable }}
   minAvailable: {{ $pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ $pdb.maxUnavailable }}
+  {{- end }}
   selector:
     matchLabels:
       {{- include "agentforge.selectorLabels" (list $root $component) | nindent 6 }}

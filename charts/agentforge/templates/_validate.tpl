@@ -89,6 +89,11 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- $errors = append $errors "redis.auth.password is set while redis.enabled is false: it would be ignored. Set externalRedis.password (or externalRedis.existingSecret) for the external Redis" -}}
 {{- end -}}
 
+{{- /* TLS and URLs of external PostgreSQL and Redis (templates/app/_external.tpl). */ -}}
+{{- $errors = concat $errors (include "agentforge.externalServiceErrors" . | fromJsonArray) -}}
+{{- /* Alert windows, the PrometheusRule and the Alertmanagers (templates/monitoring/_alerts.tpl). */ -}}
+{{- $errors = concat $errors (include "agentforge.alerts.errors" . | fromJsonArray) -}}
+
 {{- /* Settings that another one switches off. */ -}}
 {{- if and $v.networkPolicy.egress.enabled (not $v.networkPolicy.enabled) -}}
 {{- $errors = append $errors "networkPolicy.egress.enabled is true while networkPolicy.enabled is false: no policy, egress included, would be rendered. Set networkPolicy.enabled=true, or networkPolicy.egress.enabled=false" -}}
@@ -109,6 +114,56 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- $m := index $v.monitoring $kind -}}
 {{- if and $m.enabled $m.scrapeTimeout (gt (int (include "agentforge.durationMs" $m.scrapeTimeout)) (int (include "agentforge.durationMs" $m.interval))) -}}
 {{- $errors = append $errors (printf "monitoring.%s.scrapeTimeout (%s) is longer than monitoring.%s.interval (%s), which Prometheus refuses" $kind $m.scrapeTimeout $kind $m.interval) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Extension points: a PDB takes one of minAvailable and maxUnavailable. */ -}}
+{{- range $component := list "backend" "frontend" -}}
+{{- $pdb := (index $v $component).pdb -}}
+{{- $min := not (kindIs "invalid" $pdb.minAvailable) -}}
+{{- $max := not (kindIs "invalid" $pdb.maxUnavailable) -}}
+{{- if and $min $max -}}
+{{- $errors = append $errors (printf "%s.pdb.minAvailable (%v) and %s.pdb.maxUnavailable (%v) are both set: a PodDisruptionBudget takes one of them. Set %s.pdb.minAvailable to null to use maxUnavailable, or leave maxUnavailable out" $component $pdb.minAvailable $component $pdb.maxUnavailable $component) -}}
+{{- else if and $pdb.enabled (not $min) (not $max) -}}
+{{- $errors = append $errors (printf "%s.pdb.enabled is true but neither %s.pdb.minAvailable nor %s.pdb.maxUnavailable is set: set one of them" $component $component $component) -}}
+{{- end -}}
+{{- end -}}
+{{- /* A Service field that its type does not read would be ignored (or refused by the API server). */ -}}
+{{- range $component := list "backend" "frontend" "dataCollector" "prometheus" "grafana" -}}
+{{- $service := (index $v $component).service -}}
+{{- $type := $service.type | default "ClusterIP" -}}
+{{- if and (eq $type "ClusterIP") $service.nodePort -}}
+{{- $errors = append $errors (printf "%s.service.nodePort (%v) is set while %s.service.type is ClusterIP: set the type to NodePort or LoadBalancer, or leave nodePort out" $component $service.nodePort $component) -}}
+{{- end -}}
+{{- if and (eq $type "ClusterIP") $service.externalTrafficPolicy -}}
+{{- $errors = append $errors (printf "%s.service.externalTrafficPolicy (%s) is set while %s.service.type is ClusterIP: it applies to NodePort and LoadBalancer Services only" $component $service.externalTrafficPolicy $component) -}}
+{{- end -}}
+{{- range $field := list "loadBalancerIP" "loadBalancerSourceRanges" -}}
+{{- if and (ne $type "LoadBalancer") (index $service $field) -}}
+{{- $errors = append $errors (printf "%s.service.%s is set while %s.service.type is %s: it applies to LoadBalancer Services only" $component $field $component $type) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* Update strategies. A rolling update's missing fields take Kubernetes' default, 25%. */ -}}
+{{- range $component := list "backend" "frontend" "dataCollector" "prometheus" "grafana" -}}
+{{- $strategy := (index $v $component).strategy -}}
+{{- $rolling := $strategy.rollingUpdate | default dict -}}
+{{- $surge := "25%" -}}
+{{- if not (kindIs "invalid" $rolling.maxSurge) -}}
+{{- $surge = toString $rolling.maxSurge -}}
+{{- end -}}
+{{- $unavailable := "25%" -}}
+{{- if not (kindIs "invalid" $rolling.maxUnavailable) -}}
+{{- $unavailable = toString $rolling.maxUnavailable -}}
+{{- end -}}
+{{- $rollingUpdate := eq $strategy.type "RollingUpdate" -}}
+{{- if and $rollingUpdate (has $surge (list "0" "0%")) (has $unavailable (list "0" "0%")) -}}
+{{- $errors = append $errors (printf "%s.strategy.rollingUpdate.maxSurge and maxUnavailable are both 0: the rollout could never replace a pod" $component) -}}
+{{- else if and (eq $component "backend") (or (not $rollingUpdate) (not (has $unavailable (list "0" "0%")))) -}}
+{{- /* tests/test_backend.py::test_rolling_update_never_takes_a_pod_away_first */ -}}
+{{- $errors = append $errors (printf "backend.strategy must be a RollingUpdate with rollingUpdate.maxUnavailable 0 (it is type %s, maxUnavailable %s): each backend pod's one worker holds its WebSocket sessions, so a rollout starts the new pod before it stops an old one. Raise rollingUpdate.maxSurge to roll faster" $strategy.type (ternary $unavailable "-" $rollingUpdate)) -}}
+{{- else if and $rollingUpdate (dig "persistence" "enabled" false (index $v $component)) (not (has $surge (list "0" "0%"))) -}}
+{{- $errors = append $errors (printf "%s.strategy: a RollingUpdate with maxSurge %s starts the new pod while the old one holds the ReadWriteOnce claim (%s.persistence.enabled): keep type Recreate, or set rollingUpdate.maxSurge to 0 and maxUnavailable to 1" $component $surge $component) -}}
 {{- end -}}
 {{- end -}}
 

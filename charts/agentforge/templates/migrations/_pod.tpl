@@ -11,6 +11,10 @@ spec:
   automountServiceAccountToken: false
   {{- include "agentforge.podSettings" (list $root "migrations" $backend) | nindent 2 }}
   initContainers:
+    {{- /* First: a native sidecar (restartPolicy Always, e.g. a database proxy) among them is up before the wait. */}}
+    {{- with include "agentforge.extraContainers" (dict "root" $root "path" "migrations.extraInitContainers" "containers" $m.extraInitContainers "securityContext" $backend.containerSecurityContext) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     - name: wait-for-database
       image: {{ include "agentforge.image" (list $root $root.Values.postgresql.image) }}
       imagePullPolicy: {{ $root.Values.postgresql.image.pullPolicy }}
@@ -53,20 +57,33 @@ spec:
               name: {{ include "agentforge.configMapName" $root }}
               key: DEBUG
         {{- include "agentforge.secretEnv" (list $root "SECRET_KEY" "DATABASE_URL") | nindent 8 }}
-        {{- with $backend.extraEnv }}
-        {{- toYaml . | nindent 8 }}
+        {{- with include "agentforge.databaseCaEnv" $root }}
+        {{- . | nindent 8 }}
         {{- end }}
+        {{- with $backend.extraEnv }}
+        {{- include "agentforge.tpl" (list $root .) | nindent 8 }}
+        {{- end }}
+      {{- with $backend.extraEnvFrom }}
+      envFrom:
+        {{- include "agentforge.tpl" (list $root .) | nindent 8 }}
+      {{- end }}
       {{- include "agentforge.containerSettings" (dict "containerSecurityContext" $backend.containerSecurityContext "resources" $m.resources) | nindent 6 }}
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- with include "agentforge.externalCaMounts" (list $root "postgresql") }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with $backend.extraVolumeMounts }}
-        {{- toYaml . | nindent 8 }}
+        {{- include "agentforge.tpl" (list $root .) | nindent 8 }}
         {{- end }}
   volumes:
     - name: tmp
       emptyDir: {}
+    {{- with include "agentforge.externalCaVolumes" (list $root "postgresql") }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with $backend.extraVolumes }}
-    {{- toYaml . | nindent 4 }}
+    {{- include "agentforge.tpl" (list $root .) | nindent 4 }}
     {{- end }}
 {{- end -}}
