@@ -32,13 +32,14 @@ _steps_start() {
   mkdir -p "$STEPS_LOGS"
   { printf '$ %s\n' "$command"; eval "$command"; } >"$STEPS_LOGS/$name.log" 2>&1 &
   _STEP_PIDS+=($!) _STEP_NAMES+=("$name") _STEP_WHAT+=("$what") _STEP_TYPICAL+=("$typical")
-  _STEP_START+=("$(date +%s)") _STEP_SHOWN+=(0)
+  _STEP_START+=("$EPOCHSECONDS") _STEP_SHOWN+=(0)
 }
 
 steps_wait() {
   local failed=0 tty=0 last_note i pid rc now running elapsed ready=""
   [[ -t 2 ]] && tty=1
-  last_note=$(date +%s)
+  last_note=$EPOCHSECONDS
+  _STEPS_WAIT_START=$EPOCHSECONDS
   while ((${#_STEP_PIDS[@]} || ${#_QUEUE[@]})); do
     while ((${#_QUEUE[@]} && ${#_STEP_PIDS[@]} < STEPS_JOBS)); do
       _steps_start "${_QUEUE[@]:0:4}"
@@ -48,7 +49,7 @@ steps_wait() {
       pid=${_STEP_PIDS[$i]}
       kill -0 "$pid" 2>/dev/null && continue
       if wait "$pid"; then rc=0; else rc=$?; fi
-      elapsed=$(($(date +%s) - _STEP_START[i]))
+      elapsed=$(($EPOCHSECONDS - _STEP_START[i]))
       ((tty)) && printf '\r\033[K' >&2
       if ((rc == 0)); then
         if ((_STEP_SHOWN[i] == 0)); then
@@ -69,7 +70,7 @@ steps_wait() {
     _STEP_TYPICAL=("${_STEP_TYPICAL[@]}") _STEP_START=("${_STEP_START[@]}") _STEP_SHOWN=("${_STEP_SHOWN[@]}")
     ((${#_STEP_PIDS[@]} || ${#_QUEUE[@]})) || break
     ((${#_STEP_PIDS[@]} < STEPS_JOBS && ${#_QUEUE[@]})) && continue
-    now=$(date +%s)
+    now=$EPOCHSECONDS
     running=""
     for i in "${!_STEP_PIDS[@]}"; do
       if ((_STEP_SHOWN[i] == 0 && now - _STEP_START[i] >= 2)); then
@@ -86,7 +87,8 @@ steps_wait() {
       printf '    still building: %s\n' "$running" >&2
       last_note=$now
     fi
-    sleep 1
+    # Quick polls while steps may still end at once (nothing to build), then one a second.
+    if ((now - _STEPS_WAIT_START < 2)); then sleep 0.05; else sleep 1; fi
   done
   [[ -z $ready ]] || printf '    ready: %s\n' "$ready" >&2
   return "$failed"

@@ -157,7 +157,7 @@ def test_ct_lint_refuses(tmp_path, file, text, message):
     """ct lint (make lint, CI) checks Chart.yaml against ct's schema, the values files with yamllint, and runs
     `helm lint --strict` with each ci/*-values.yaml: one defect of each kind fails it, naming the defect."""
     chart = tmp_path / "agentforge"
-    shutil.copytree(CHART, chart)
+    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("*-values.yaml"))  # ct would lint each
     with open(chart / file, "a") as f:
         f.write(text)
     proc = ct_lint(chart)
