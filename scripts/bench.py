@@ -6,13 +6,13 @@
 - the render tier (`make test-render`'s selection) before and after the render server: BEFORE (default: the
   commit before it) is checked out into a temporary git worktree that borrows this checkout's .tools and .venv;
 - the full `make test` with the toolchain already installed;
-- with --cold-demo (and nothing else): a cold `make demo` in a throwaway clone of HEAD, with empty tool folders and
-  an empty Go build cache. Only the Go module download cache (GOMODCACHE) is reused: nothing is downloaded again,
-  everything is compiled. Prints each build step's time, each phase of the demo and the total. --jobs N sets how
-  many build steps run at once (STEPS_JOBS, default 2).
+- with --cold-demo (or --cold-tools, for `make tools`): a cold `make demo` in a throwaway clone of HEAD, with empty
+  tool folders and an empty Go build cache. Only the Go module download cache (GOMODCACHE) is reused: nothing is
+  downloaded again, everything is compiled. Prints each build step's time, each phase and the total, and the CPU
+  time of it all. --jobs N sets how many build steps run at once (STEPS_JOBS, default 2).
 
 Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-before] [--no-full]
-       .venv/bin/python scripts/bench.py --cold-demo [--jobs N]
+       .venv/bin/python scripts/bench.py --cold-demo|--cold-tools [--jobs N]
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ def tier_before(ref: str) -> str:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True)
 
 
-def cold_demo(jobs: int) -> None:
-    """Times `make demo` in a fresh clone whose .tools/ is empty, with an empty Go build cache (see the docstring)."""
+def cold(target: str, jobs: int) -> None:
+    """Times `make TARGET` (demo or tools) in a fresh clone whose .tools/ is empty, with an empty Go build cache (see
+    the docstring)."""
     go = shutil.which("go") or "/usr/local/go/bin/go"
     path = f"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{Path(go).parent}"
     modcache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
@@ -102,11 +103,11 @@ def cold_demo(jobs: int) -> None:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(copy)], check=True)
         env = {"HOME": os.environ["HOME"], "PATH": path, "GOMODCACHE": modcache, "GOCACHE": f"{tmp}/go-build",
                "STEPS_JOBS": str(jobs)}
-        print(f"cold make demo: a clone of {head.strip()}, empty .tools/ and Go build cache, the Go module download "
-              f"cache ({modcache}) reused, STEPS_JOBS={jobs}", flush=True)
+        print(f"cold make {target}: a clone of {head.strip()}, empty .tools/ and Go build cache, the Go module "
+              f"download cache ({modcache}) reused, STEPS_JOBS={jobs}", flush=True)
         start = time.perf_counter()
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.Popen(["make", "demo"], cwd=copy, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(["make", target], cwd=copy, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             if line.startswith(("==>", "    ", "!!!")):
@@ -117,9 +118,11 @@ def cold_demo(jobs: int) -> None:
         cpu = sum(getattr(cpu_after, f) - getattr(cpu_before, f) for f in ("ru_utime", "ru_stime"))
         durations = copy / ".tools" / "logs" / "durations.tsv"
         steps = durations.read_text().splitlines() if durations.exists() else []
-        subprocess.run(["make", "demo-down"], cwd=copy, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if target == "demo":
+            subprocess.run(["make", "demo-down"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
     outcome = "ok" if status == 0 else f"FAILED (exit {status})"
-    print(f"cold make demo: {outcome} in {total:.0f} s ({total / 60:.1f} min) on {os.cpu_count()} cores")
+    print(f"cold make {target}: {outcome} in {total:.0f} s ({total / 60:.1f} min) on {os.cpu_count()} cores")
     print(f"  CPU time of every process it ran: {cpu:.0f} s, so at least {cpu / os.cpu_count():.0f} s "
           f"({cpu / os.cpu_count() / 60:.1f} min) of wall time on {os.cpu_count()} cores however the steps are ordered")
     for row in steps:
@@ -133,11 +136,12 @@ def main() -> int:
     parser.add_argument("--before", default=BEFORE, help="the commit to time the render tier of, for comparison")
     parser.add_argument("--no-before", action="store_true", help="skip timing the render tier before")
     parser.add_argument("--no-full", action="store_true", help="skip timing the full `make test`")
-    parser.add_argument("--cold-demo", action="store_true", help="time only a cold `make demo` (about 10 min)")
-    parser.add_argument("--jobs", type=int, default=2, help="with --cold-demo: build steps run at once")
+    parser.add_argument("--cold-demo", action="store_true", help="time only a cold `make demo` (over 10 min)")
+    parser.add_argument("--cold-tools", action="store_true", help="time only a cold `make tools` (over 20 min)")
+    parser.add_argument("--jobs", type=int, default=2, help="with --cold-*: build steps run at once")
     args = parser.parse_args()
-    if args.cold_demo:
-        cold_demo(args.jobs)
+    if args.cold_demo or args.cold_tools:
+        cold("demo" if args.cold_demo else "tools", args.jobs)
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
