@@ -76,6 +76,9 @@ print(json.dumps({"names": sorted(names), "defaults": {n: d for n, (_, d) in def
 """
 # CPython's own variables (docs.python.org/3/using/cmdline.html#environment-variables).
 PYTHON_RUNTIME = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+# Variables a library of the image reads itself, with the file of the installed library that reads it: asyncpg takes
+# the CA for ssl=verify-ca/verify-full from PGSSLROOTCERT, where the chart points it (externalDatabase.sslRootCert).
+LIBRARY_VARIABLES = {"PGSSLROOTCERT": "asyncpg/connect_utils.py"}
 # Variables of the one client tool a wait container runs: libpq's (pg_isready) and redis-cli's.
 TOOL_VARIABLES = {"wait-for-database": {"PGUSER"}, "wait-for-redis": {"REDISCLI_AUTH"}}
 # What a container cannot run without besides (for the backend) every setting whose default points at localhost:
@@ -115,7 +118,10 @@ def test_python_container_gets_only_what_its_code_reads(app_ready, scenario, com
         kind, ref = ("Secret", source["secretRef"]) if "secretRef" in source else ("ConfigMap", source["configMapRef"])
         extra |= {source.get("prefix", "") + key for key in rel.store.data(kind, ref["name"]) or {}}
     given = set(rel.env(component, container)) - extra
-    unread = given - set(found["names"]) - PYTHON_RUNTIME
+    for name in given & set(LIBRARY_VARIABLES):  # read by the library as installed in the image's virtualenv
+        library = next((appsrc.APP_TOOLS / image / "lib").glob(f"python3*/site-packages/{LIBRARY_VARIABLES[name]}"))
+        assert f"os.getenv('{name}')" in library.read_text(), (name, library)
+    unread = given - set(found["names"]) - PYTHON_RUNTIME - set(LIBRARY_VARIABLES)
     assert not unread, (f"{scenario}: {component} container {container} is given {sorted(unread)}, which its code "
                         f"never reads (it reads {found['names']})")
     needed = set(REQUIRED[container])
