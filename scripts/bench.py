@@ -7,9 +7,10 @@
   commit before it) is checked out into a temporary git worktree that borrows this checkout's .tools and .venv;
 - the full `make test` with the toolchain already installed;
 - with --cold-demo (or --cold-tools, for `make tools`): a cold `make demo` in a throwaway clone of HEAD, with empty
-  tool folders and an empty Go build cache. Only the Go module download cache (GOMODCACHE) is reused: nothing is
-  downloaded again, everything is compiled. Prints each build step's time, each phase and the total, and the CPU
-  time of it all. --jobs N sets how many build steps run at once (STEPS_JOBS, default 2).
+  tool folders and an empty Go build cache. Only the download caches are reused (Go's module cache GOMODCACHE, and
+  pip's and npm's caches in HOME): nothing is downloaded again, everything is compiled and installed. Prints each
+  build step's time, each phase and the total, and the CPU time of it all. --jobs N sets how many build steps run
+  at once (STEPS_JOBS, default 2).
 
 Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-before] [--no-full]
        .venv/bin/python scripts/bench.py --cold-demo|--cold-tools [--jobs N]
@@ -101,8 +102,10 @@ def cold(target: str, jobs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="cold-demo-") as tmp:
         copy = Path(tmp) / "agentforge"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(copy)], check=True)
+        # The app's source where this checkout finds it (the copy's ../shared is not there).
+        src = os.environ.get("AGENTFORGE_SRC", str(ROOT.parent / "shared" / "agentforge-src"))
         env = {"HOME": os.environ["HOME"], "PATH": path, "GOMODCACHE": modcache, "GOCACHE": f"{tmp}/go-build",
-               "STEPS_JOBS": str(jobs)}
+               "STEPS_JOBS": str(jobs), "AGENTFORGE_SRC": src}
         print(f"cold make {target}: a clone of {head.strip()}, empty .tools/ and Go build cache, the Go module "
               f"download cache ({modcache}) reused, STEPS_JOBS={jobs}", flush=True)
         start = time.perf_counter()
