@@ -165,33 +165,37 @@ main() {
   local what=${1:-all}
   command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
   local kube="bash $ROOT/scripts/kube/build.sh"
+  # Seconds each step took in a cold `make tools` on 2 cores, two steps at a time (`scripts/bench.py --cold-tools`:
+  # empty .tools/ and Go build cache, download caches kept), shown while a step builds. kubectl alone was not timed.
+  local -A cold=([kubernetes]=420 [helm]=75 [python]=60 [helm3]=150 [render-servers]=120 [promtool]=150
+    [registry]=60 [checkov]=90 [ct]=90 [etcd]=70 [kwok]=100 [test-servers]=60 [app]=240 [kubectl]=0)
   # Longest first: with two at a time, the control plane builds while the shorter steps take turns beside it.
   case $what in
     demo)
-      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" 420 $kube kubernetes
-      step helm "helm $HELM_VERSION" 75 build_helm
-      step etcd "etcd $ETCD_VERSION" 70 $kube etcd
-      step kwok "kwok and kwokctl $KWOK_VERSION" 100 $kube kwok
+      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" "${cold[kubernetes]}" $kube kubernetes
+      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
+      step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
+      step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
       ;;
     demo-kubectl)
-      step kubectl "kubectl $KUBERNETES_VERSION" 120 $kube kubectl
-      step helm "helm $HELM_VERSION" 75 build_helm
+      step kubectl "kubectl $KUBERNETES_VERSION" "${cold[kubectl]}" $kube kubectl
+      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
       ;;
     all)
-      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" 420 $kube kubernetes
-      step helm "helm $HELM_VERSION" 75 build_helm
-      step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" 60 python_tools
-      step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" 150 build_helm3
-      step render-servers "the render servers (helm's template code and kubeconform)" 120 build_render_servers
-      step promtool "promtool $PROMETHEUS_VERSION" 150 build_promtool
-      step registry "the OCI registry $DISTRIBUTION_VERSION" 60 build_registry
-      step checkov "checkov $CHECKOV_VERSION" 90 checkov_env
-      step ct "chart-testing (ct) $CHART_TESTING_VERSION" 90 build_ct
-      step etcd "etcd $ETCD_VERSION" 70 $kube etcd
-      step kwok "kwok and kwokctl $KWOK_VERSION" 100 $kube kwok
-      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl (Debian packages)" 60 \
+      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" "${cold[kubernetes]}" $kube kubernetes
+      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
+      step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" "${cold[python]}" python_tools
+      step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" "${cold[helm3]}" build_helm3
+      step render-servers "the render servers (helm's template code and kubeconform)" "${cold[render-servers]}" build_render_servers
+      step promtool "promtool $PROMETHEUS_VERSION" "${cold[promtool]}" build_promtool
+      step registry "the OCI registry $DISTRIBUTION_VERSION" "${cold[registry]}" build_registry
+      step checkov "checkov $CHECKOV_VERSION" "${cold[checkov]}" checkov_env
+      step ct "chart-testing (ct) $CHART_TESTING_VERSION" "${cold[ct]}" build_ct
+      step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
+      step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
+      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl (Debian packages)" "${cold[test-servers]}" \
         bash "$ROOT/scripts/install-test-servers.sh"
-      step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" 240 bash "$ROOT/scripts/install-app.sh"
+      step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" "${cold[app]}" bash "$ROOT/scripts/install-app.sh"
       ;;
     *) log "unknown selection '$what': all, demo or demo-kubectl"; exit 2 ;;
   esac

@@ -1,12 +1,13 @@
 # Quiet build steps with progress, for the install scripts (sourced, not run).
 #
-#   step NAME "what it builds" TYPICAL_SECONDS COMMAND...   queue COMMAND (a command or a function)
+#   step NAME "what it builds" COLD_SECONDS COMMAND...      queue COMMAND (a command or a function); COLD_SECONDS: how
+#                                                           long it took in a cold build here (0: not timed)
 #   steps_wait                                              run the queued steps, showing progress
 #
 # steps_wait runs the queued steps in order, STEPS_JOBS of them at a time (default 2). Each step's full output goes to
 # $STEPS_LOGS/NAME.log (default .tools/logs/). A step with nothing to do (what it builds is there) ends within two
 # seconds and is only listed in one "ready:" line. A step that builds gets a line saying what it builds, how long
-# that took on a 2-core machine with nothing cached, and where its log is; then a running line while steps build
+# it took in a cold build on 2 cores, and where its log is; then a running line while steps build
 # (rewritten in place on a terminal, one line a minute otherwise); then a line with its elapsed time. A failed step
 # prints its whole log and steps_wait returns 1. Elapsed times are appended to $STEPS_LOGS/durations.tsv.
 
@@ -36,7 +37,7 @@ _steps_start() {
 }
 
 steps_wait() {
-  local failed=0 tty=0 last_note i pid rc now running elapsed ready=""
+  local failed=0 tty=0 last_note i pid rc now running elapsed ready="" cold
   [[ -t 2 ]] && tty=1
   last_note=$EPOCHSECONDS
   _STEPS_WAIT_START=$EPOCHSECONDS
@@ -75,8 +76,13 @@ steps_wait() {
     for i in "${!_STEP_PIDS[@]}"; do
       if ((_STEP_SHOWN[i] == 0 && now - _STEP_START[i] >= 2)); then
         ((tty)) && printf '\r\033[K' >&2
-        printf '==> %-22s %s (took about %s on 2 cores with nothing cached; log: %s)\n' "${_STEP_NAMES[$i]}" \
-          "${_STEP_WHAT[$i]}" "$(_steps_duration "${_STEP_TYPICAL[$i]}")" "${STEPS_LOGS#"$ROOT"/}/${_STEP_NAMES[$i]}.log" >&2
+        if ((_STEP_TYPICAL[i] > 0)); then
+          cold="a cold build took $(_steps_duration "${_STEP_TYPICAL[$i]}") on 2 cores"
+        else
+          cold="not timed cold"
+        fi
+        printf '==> %-22s %s (%s; log: %s)\n' "${_STEP_NAMES[$i]}" "${_STEP_WHAT[$i]}" "$cold" \
+          "${STEPS_LOGS#"$ROOT"/}/${_STEP_NAMES[$i]}.log" >&2
         _STEP_SHOWN[i]=1
       fi
       running+="${running:+, }${_STEP_NAMES[$i]} $(_steps_duration $((now - _STEP_START[i])))"
