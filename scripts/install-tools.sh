@@ -166,9 +166,10 @@ main() {
   command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
   local kube="bash $ROOT/scripts/kube/build.sh"
   # Seconds each step took in a cold `make tools` on 2 cores, two steps at a time (`scripts/bench.py --cold-tools`:
-  # empty .tools/ and Go build cache, download caches kept), shown while a step builds. kubectl alone was not timed.
-  local -A cold=([kubernetes]=420 [helm]=75 [python]=60 [helm3]=150 [render-servers]=120 [promtool]=150
-    [registry]=60 [checkov]=90 [ct]=90 [etcd]=70 [kwok]=100 [test-servers]=60 [app]=240 [kubectl]=0)
+  # empty .tools/ and Go build cache, download caches kept), shown while a step builds. render-servers and ct reuse
+  # packages helm and helm3 compiled before them. Not timed: kubectl alone, and the Debian packages (installed here).
+  local -A cold=([kubernetes]=626 [helm]=281 [python]=55 [helm3]=402 [render-servers]=12 [promtool]=377
+    [registry]=144 [checkov]=73 [ct]=8 [etcd]=53 [kwok]=169 [app]=167 [test-servers]=0 [kubectl]=0)
   # Longest first: with two at a time, the control plane builds while the shorter steps take turns beside it.
   case $what in
     demo)
