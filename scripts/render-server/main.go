@@ -190,15 +190,8 @@ func (v *validators) get(version string, skip []string) (validator.Validator, er
 	return val, nil
 }
 
-func (v *validators) validate(manifest string, versions, skip []string) ([]invalid, error) {
+func (v *validators) validate(docs []string, versions, skip []string) ([]invalid, error) {
 	var out []invalid
-	if len(versions) == 0 {
-		return nil, nil
-	}
-	docs, err := documents(manifest)
-	if err != nil {
-		return nil, err
-	}
 	for _, version := range versions {
 		val, err := v.get(version, skip)
 		if err != nil {
@@ -249,11 +242,7 @@ func documents(manifest string) ([]string, error) {
 
 // objects converts each YAML document of a manifest to JSON as the Kubernetes API machinery does (sigs.k8s.io/yaml),
 // in the order of the manifest, leaving out empty documents.
-func objects(manifest string) ([]json.RawMessage, error) {
-	docs, err := documents(manifest)
-	if err != nil {
-		return nil, err
-	}
+func objects(docs []string) ([]json.RawMessage, error) {
 	out := []json.RawMessage{}
 	for _, text := range docs {
 		doc, err := yaml.YAMLToJSON([]byte(text))
@@ -279,21 +268,36 @@ func main() {
 	in.Buffer(make([]byte, 1<<20), 64<<20)
 	out := json.NewEncoder(os.Stdout)
 	for in.Scan() {
-		var req request
-		var rep reply
-		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
-			rep.Error = err.Error()
-		} else if m, err := render(req); err != nil {
-			rep.Error = err.Error()
-		} else if rep.Invalid, err = vals.validate(m, req.Validate, req.SkipKinds); err != nil {
-			rep.Error = err.Error()
-		} else if !req.Objects {
-			rep.Manifest = m
-		} else if rep.Objects, err = objects(m); err != nil {
-			rep.Error = err.Error()
-		}
-		if err := out.Encode(rep); err != nil {
+		if err := out.Encode(serve(in.Bytes(), vals)); err != nil {
 			os.Exit(1)
 		}
 	}
+}
+
+// serve answers one request: the render, split into documents once (and only when they are validated or
+// returned as objects).
+func serve(line []byte, vals *validators) (rep reply) {
+	var req request
+	m, err := "", json.Unmarshal(line, &req)
+	if err == nil {
+		m, err = render(req)
+	}
+	var docs []string
+	if err == nil && (len(req.Validate) > 0 || req.Objects) {
+		docs, err = documents(m)
+	}
+	if err == nil {
+		rep.Invalid, err = vals.validate(docs, req.Validate, req.SkipKinds)
+	}
+	switch {
+	case err != nil:
+		rep.Error = err.Error()
+	case !req.Objects:
+		rep.Manifest = m
+	default:
+		if rep.Objects, err = objects(docs); err != nil {
+			rep.Error = err.Error()
+		}
+	}
+	return rep
 }
