@@ -398,11 +398,17 @@ resources:
 A value of the values rendered with tpl, so that it may name the release ({{ .Release.Name }},
 {{ include "agentforge.fullname" . }}): (list $ VALUE). A string is rendered as it is, anything else as its YAML.
 Every extra* value goes through it (extraEnv, extraEnvFrom, extraVolumes, extraVolumeMounts, extraContainers,
-extraInitContainers, extraObjects).
+extraInitContainers, extraObjects). Text without "{{" is used as it is: tpl would copy every template of the chart
+to render it.
 */}}
 {{- define "agentforge.tpl" -}}
 {{- $value := index . 1 -}}
-{{- tpl (ternary $value (toYaml $value) (kindIs "string" $value)) (index . 0) -}}
+{{- $text := ternary $value (toYaml $value) (kindIs "string" $value) -}}
+{{- if contains "{{" $text -}}
+{{- tpl $text (index . 0) -}}
+{{- else -}}
+{{- $text -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
