@@ -71,12 +71,22 @@ def describe(label: str, samples: list[float]) -> str:
             f"   (n={len(ms)})")
 
 
+def cpu_seconds() -> float:
+    """CPU time of every ended child process and of theirs (pytest's workers, render servers, helm, checkov...)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def tier(checkout: Path) -> str:
-    start = time.perf_counter()
+    """The tier's wall time and test count, and the CPU time of all its processes: divided by the cores, the least
+    wall time any scheduling could reach."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     proc = subprocess.run([sys.executable, *RENDER_TIER], cwd=checkout, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     summary = (re.findall(r"^=*\s*(\d+ passed.*?) in [\d.]+s", proc.stdout, re.M) or ["no summary"])[-1]
-    return f"{wall:6.1f} s wall, {summary.strip()}" + ("" if proc.returncode == 0 else f" (exit {proc.returncode})")
+    cores = os.cpu_count() or 1
+    return (f"{wall:6.1f} s wall, {summary.strip()}; {cpu:.0f} CPU-seconds, so at least {cpu / cores:.1f} s on "
+            f"{cores} cores" + ("" if proc.returncode == 0 else f" (exit {proc.returncode})"))
 
 
 def tier_before(ref: str) -> str:

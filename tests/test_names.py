@@ -61,8 +61,8 @@ def check(objects) -> None:
             continue
         match = selector(obj)
         selected = {(k, n) for k, n, labels in pods if match.items() <= labels.items()}
-        own = {(k, n) for k, n, labels in pods if labels.get(COMPONENT) == match[COMPONENT]
-               and labels.get("app.kubernetes.io/instance") == match["app.kubernetes.io/instance"]}
+        own = {(k, n) for k, n, labels in pods if COMPONENT in match and labels.get(COMPONENT) == match[COMPONENT]
+               and labels.get("app.kubernetes.io/instance") == match.get("app.kubernetes.io/instance")}
         assert selected == own and own, (obj["kind"], obj["metadata"]["name"], selected)
 
 
