@@ -99,8 +99,8 @@ def test_validation_refuses_an_unknown_field_and_a_wrong_type(tmp_path):
 
 
 def test_render_server_reads_a_changed_chart_again(tmp_path):
-    """The render server keeps a loaded chart, and skips helm's schema validation for values it found valid before
-    with the same chart files: a changed template or schema takes effect on the next render, as with the CLI."""
+    """The render server keeps a loaded chart and its compiled values schema, and skips helm's schema validation for
+    values that schema finds valid: a changed template or schema takes effect on the next render, as with the CLI."""
     chart = tmp_path / "agentforge"
     shutil.copytree(CHART, chart)
     values = json.dumps({"backend": {"replicaCount": 3, "autoscaling": {"enabled": False}}})

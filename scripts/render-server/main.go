@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -22,10 +23,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/yannh/kubeconform/pkg/resource"
 	"github.com/yannh/kubeconform/pkg/validator"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	valuesloader "helm.sh/helm/v4/pkg/chart/v2/loader"
@@ -59,23 +62,19 @@ type reply struct {
 	Invalid  []invalid         `json:"invalid,omitempty"`
 }
 
-// A chart read from disk, with the hash of its files. Helm reads and parses the chart on each `helm template`;
-// the server keeps a chart while no file under its path changes (same names, sizes and modification times).
+// A chart read from disk. Helm reads and parses the chart on each `helm template`; the server keeps a chart while
+// no file under its path changes (same names, sizes and modification times).
 type loadedChart struct {
 	stamp string
 	chart *chart.Chart
-	files [sha256.Size]byte
+	// The chart's values.schema.json compiled as helm compiles it (nil: no schema, or a chart that is not kept).
+	// Helm compiles it for each render, at over 20 ms a third of a render; the server compiles it once.
+	schema *jsonschema.Schema
 }
 
 // Charts kept by path. Only charts without dependencies are kept: an install removes a parent chart's disabled
 // subcharts from the chart it is given, while it copies the values it merges and leaves the rest as loaded.
 var charts = map[string]loadedChart{}
-
-// validValues holds the (chart files, values) pairs whose values helm found valid against the chart's
-// values.schema.json. Helm validates the coalesced values only: neither the release name, the namespace nor the
-// Kubernetes version enter, so a pair found valid once is valid for every later render, and helm's validation
-// (it compiles the schema each time: a third of a render) is skipped for it.
-var validValues = map[[sha256.Size]byte]struct{}{}
 
 // stamp lists every file and folder under path with its size and modification time.
 func stamp(path string) (string, error) {
@@ -110,15 +109,10 @@ func load(path string) (loadedChart, error) {
 	if !ok {
 		return loadedChart{}, fmt.Errorf("%s: not an apiVersion v1/v2 chart", path)
 	}
-	h := sha256.New()
-	for _, f := range ch.Raw { // every file, the subcharts' included
-		fmt.Fprintf(h, "%s\x00%d\x00", f.Name, len(f.Data))
-		h.Write(f.Data)
-	}
 	c := loadedChart{stamp: st, chart: ch}
-	copy(c.files[:], h.Sum(nil))
 	delete(charts, path)
 	if len(ch.Metadata.Dependencies) == 0 && len(ch.Dependencies()) == 0 {
+		c.schema = compileSchema(ch.Schema)
 		charts[path] = c
 	}
 	return c, nil
@@ -134,9 +128,8 @@ func render(req request) (string, error) {
 		return "", err
 	}
 	ch := c.chart
-	key := sha256.Sum256(append(c.files[:], req.Values...))
 	client := action.NewInstall(action.NewConfiguration())
-	_, client.SkipSchemaValidation = validValues[key]
+	client.SkipSchemaValidation = c.valid(vals)
 	client.DryRunStrategy = action.DryRunClient
 	client.ReleaseName = req.Name
 	client.Namespace = req.Namespace
@@ -152,7 +145,6 @@ func render(req request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	validValues[key] = struct{}{}
 	rel := r.(*release.Release)
 	var b strings.Builder
 	fmt.Fprintln(&b, strings.TrimSpace(rel.Manifest))
@@ -160,6 +152,45 @@ func render(req request) (string, error) {
 		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
 	}
 	return b.String(), nil
+}
+
+// compileSchema compiles a values schema as helm's ValidateAgainstSingleSchema does (the same library, parser and
+// resource name); nil when there is none, or when it needs a loader helm has and this does not (a $ref to a file or
+// a URL): helm then validates on its own.
+func compileSchema(schemaJSON []byte) *jsonschema.Schema {
+	if schemaJSON == nil {
+		return nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemaJSON))
+	if err != nil {
+		return nil
+	}
+	compiler := jsonschema.NewCompiler()
+	if compiler.AddResource("file:///values.schema.json", doc) != nil {
+		return nil
+	}
+	schema, err := compiler.Compile("file:///values.schema.json")
+	if err != nil {
+		return nil
+	}
+	return schema
+}
+
+// valid tells whether helm will find the values valid: the schema helm validates against, compiled once, and the
+// values it validates (the chart's defaults coalesced with the given ones, as helm's ToRenderValues does). Helm's
+// own validation is skipped only for values found valid; values it would refuse still go through it, so the
+// message is helm's.
+func (c loadedChart) valid(vals map[string]any) (ok bool) {
+	if c.schema == nil {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	coalesced, err := util.CoalesceValues(c.chart, vals)
+	return err == nil && c.schema.Validate(coalesced.AsMap()) == nil
 }
 
 type validators struct {
