@@ -155,8 +155,8 @@ func render(req request) (string, error) {
 }
 
 // compileSchema compiles a values schema as helm's ValidateAgainstSingleSchema does (the same library, parser and
-// resource name); nil when there is none, or when it needs a loader helm has and this does not (a $ref to a file or
-// a URL): helm then validates on its own.
+// resource name); nil when there is none, or when it refers to anything outside itself (a file, a URL, a URN): that
+// could change while the chart's files do not, and helm then validates on its own.
 func compileSchema(schemaJSON []byte) *jsonschema.Schema {
 	if schemaJSON == nil {
 		return nil
@@ -166,6 +166,7 @@ func compileSchema(schemaJSON []byte) *jsonschema.Schema {
 		return nil
 	}
 	compiler := jsonschema.NewCompiler()
+	compiler.UseLoader(jsonschema.SchemeURLLoader{}) // no scheme: every $ref outside the schema fails to compile
 	if compiler.AddResource("file:///values.schema.json", doc) != nil {
 		return nil
 	}
@@ -271,8 +272,11 @@ func documents(manifest string) ([]string, error) {
 	}
 }
 
-// converted holds each document converted so far, by content: renders of one release repeat most documents.
+// converted holds each document converted so far, by content: renders of one release repeat most documents. It
+// is emptied when it reaches maxConverted documents (a render tier converts about 7,500 a server, 16 MB).
 var converted = map[[sha256.Size]byte]json.RawMessage{}
+
+const maxConverted = 50000
 
 // objects converts each YAML document of a manifest to JSON as the Kubernetes API machinery does (sigs.k8s.io/yaml),
 // in the order of the manifest, leaving out empty documents.
@@ -285,6 +289,9 @@ func objects(docs []string) ([]json.RawMessage, error) {
 			var err error
 			if doc, err = yaml.YAMLToJSON([]byte(text)); err != nil {
 				return nil, fmt.Errorf("%s: %w", strings.SplitN(text, "\n", 2)[0], err)
+			}
+			if len(converted) >= maxConverted {
+				clear(converted)
 			}
 			converted[key] = doc
 		}
