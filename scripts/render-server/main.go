@@ -3,7 +3,9 @@
 //
 // One JSON request per stdin line, one JSON reply per stdout line. A render takes the code path of the helm
 // CLI's template command (action.Install with a client-side dry run, Replace, hooks appended in the CLI's
-// format), from the helm module this go.mod pins (the same version as scripts/versions.env's HELM_VERSION).
+// format), from the helm module this go.mod pins (the same version as scripts/versions.env's HELM_VERSION),
+// but for helm's values-schema check: helm runs it only for values the server's compiled copy of the schema
+// refuses (see loadedChart.valid), so its message is helm's and its verdict the same library's.
 // With "validate", every object is validated by kubeconform's validator (pinned here as well) against the
 // strict schemas of each listed Kubernetes version, from the schema folder given as the only argument.
 package main
@@ -67,8 +69,8 @@ type reply struct {
 type loadedChart struct {
 	stamp string
 	chart *chart.Chart
-	// The chart's values.schema.json compiled as helm compiles it (nil: no schema, or a chart that is not kept).
-	// Helm compiles it for each render, at over 20 ms a third of a render; the server compiles it once.
+	// The chart's values.schema.json compiled as helm compiles it (nil: no schema, one that refers outside itself,
+	// or a chart that is not kept). Helm compiles it for each render, over 20 ms; the server compiles it once.
 	schema *jsonschema.Schema
 }
 
