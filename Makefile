@@ -5,8 +5,6 @@ export PATH := $(PATH):/usr/local/go/bin
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 CHART := charts/agentforge
-# Files whose every test is of the app or e2e tier (a module-wide marker): the render tier need not import them.
-NOT_RENDER_FILES := --ignore-glob='tests/test_app_*.py' --ignore-glob='tests/test_e2e_*.py'
 
 .PHONY: help tools test test-render test-app test-e2e lint docs docs-check demo demo-down bench mutate package publish clean
 
@@ -26,7 +24,7 @@ test: tools ## Run every test: lint, generated-docs check, render, real-server, 
 	bash ci/test.sh
 
 test-render: tools ## Run the render-only tests (no servers, no cluster)
-	$(PY) -m pytest -m "not e2e and not servers and not app" -n 2 --dist worksteal $(NOT_RENDER_FILES)
+	$(PY) -m pytest -m "not e2e and not servers and not app" -n 2 --dist worksteal
 
 test-app: tools ## Run AgentForge's own code (AGENTFORGE_SRC, default ../shared/agentforge-src) in the rendered pods
 	$(PY) -m pytest -m app -n 2 --dist loadfile -p no:cacheprovider
