@@ -6,13 +6,16 @@ export PATH := $(PATH):/usr/local/go/bin
 PY := .venv/bin/python
 CHART := charts/agentforge
 
-.PHONY: help tools test test-render test-app test-e2e lint docs docs-check demo demo-down bench mutate package publish clean
+.PHONY: help tools images test test-render test-app test-e2e lint docs docs-check demo demo-down bench mutate package publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 tools: ## Install the pinned toolchain (scripts/install-tools.sh): helm v4 and v3, promtool, registry, checkov, Python deps, render servers, test servers, the local control plane, the app's virtualenvs and frontend build; logs in .tools/logs/
 	bash scripts/install-tools.sh all
+
+images: ## Build every image the chart runs into .tools/images/out/ (OCI archives, refs, values.yaml): pause, CoreDNS, PostgreSQL, Redis, Prometheus, backend, data-collector, frontend (NAMES="a b" for some; NEXT_PUBLIC_API_URL/NEXT_PUBLIC_WS_URL for the frontend)
+	NEXT_PUBLIC_API_URL="$(NEXT_PUBLIC_API_URL)" NEXT_PUBLIC_WS_URL="$(NEXT_PUBLIC_WS_URL)" bash scripts/images/build.sh $(NAMES)
 
 demo: ## Build only helm and the local control plane, start it, helm install the chart, show the release (AGENTFORGE_DEMO_CLUSTER=current: your current kubectl context instead)
 	bash scripts/demo.sh up

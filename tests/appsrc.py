@@ -292,3 +292,37 @@ def frontend_image() -> Image:
     extra = {} if str(node).startswith(("/usr/", "/bin/")) else {str(node.parent): node.parent}
     return _image(default_repository("frontend"), rootfs, parse_dockerfile(src / target.dockerfile)[-1], node.parent,
                   extra)
+
+
+def head_revisions() -> set[str]:
+    """The code's head revision(s): revisions that no other migration names as its down_revision."""
+    revisions, downs = set(), set()
+    for path in source_root().joinpath("backend", "alembic", "versions").glob("*.py"):
+        text = path.read_text()
+        match = re.search(r'^revision\s*(?::\s*str\s*)?=\s*["\']([^"\']+)', text, re.M)
+        if match:
+            revisions.add(match.group(1))
+            downs.update(re.findall(r'["\']([^"\']+)["\']',
+                                    re.search(r"^down_revision.*$", text, re.M).group(0).split("=", 1)[1]))
+    return revisions - downs
+
+
+# Run with the backend's own settings and HTTP client: DATA_COLLECTOR_URL, a collection created, then read back 30
+# times on new connections, 10 at a time. Prints {"base": ..., "codes": [...]}.
+COLLECTOR_READS = """
+import json
+from concurrent.futures import ThreadPoolExecutor
+import httpx
+from backend.shared.config import settings
+base = settings.DATA_COLLECTOR_URL.rstrip("/")
+with httpx.Client(timeout=10) as client:
+    created = client.post(f"{base}/api/v1/collections", json={"source_type": "file"})
+    created.raise_for_status()
+collection = created.json()["id"]
+def read(_):
+    with httpx.Client(timeout=10) as client:  # a new connection for every read
+        return client.get(f"{base}/api/v1/collections/{collection}/status").status_code
+with ThreadPoolExecutor(10) as pool:
+    codes = list(pool.map(read, range(30)))
+print(json.dumps({"base": base, "codes": codes}))
+"""

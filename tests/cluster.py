@@ -90,8 +90,10 @@ class Cli:
         self.env = {**os.environ, "KUBECONFIG": config, "HELM_CACHE_HOME": str(ROOT / ".cluster" / "helm-cache"),
                     "HELM_CONFIG_HOME": str(ROOT / ".cluster" / "helm-config")}
 
-    def run(self, binary: str, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-        proc = subprocess.run([binary, *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+    def run(self, binary: str, *args: str, check: bool = True, timeout: int = 600,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([binary, *args], capture_output=True, text=True, env=self.env, timeout=timeout,
+                              input=input)
         if check and proc.returncode != 0:
             raise AssertionError(f"{binary} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
         return proc

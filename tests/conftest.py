@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -7,7 +8,7 @@ from _pytest.mark.expression import Expression
 from chart import HELM, KUBE_SCHEMAS, RENDERER, render_chart
 
 # Test files of a tier whose every test carries its marker (a module-wide pytestmark).
-TIER_FILES = {"app": "test_app_*.py", "e2e": "test_e2e_*.py"}
+TIER_FILES = {"app": "test_app_*.py", "e2e": "test_e2e_*.py", "real": "test_real_*.py"}
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -98,3 +99,45 @@ def api(tmp_path_factory):
     import fakeapi
 
     yield from fakeapi.serve(tmp_path_factory.mktemp("fake-api"))
+
+
+# The real-pod tier (marker `real`) runs in one process, in this order: the node's own teardown check first (it
+# needs the machine without a node), then the tests that read an installed release, then those that upgrade,
+# uninstall and reinstall it.
+REAL_ORDER = ("test_real_node.py", "test_images.py", "test_real_install.py", "test_real_journey.py",
+              "test_real_networkpolicy.py", "test_real_limits.py", "test_real_data.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return REAL_ORDER.index(name) if name in REAL_ORDER else len(REAL_ORDER)
+    items.sort(key=rank)
+
+
+REAL_NAMESPACE = "af-real"
+REAL_RELEASE = "agentforge"
+
+
+@pytest.fixture(scope="session")
+def real_cli():
+    """helm and kubectl on the local single-node cluster, started if needed, with the images built and loaded."""
+    import realnode
+
+    if os.geteuid() != 0:
+        pytest.fail("The real-pod tier starts a kubelet, containerd and network rules on this machine: run it as "
+                    "root (CI does), e.g. in a throwaway VM.", pytrace=False)
+    return realnode.RealCli(realnode.node_kubeconfig())
+
+
+@pytest.fixture(scope="session")
+def real_release(real_cli):
+    """The chart installed on the real node with the built images: (namespace, release, seconds helm install
+    --wait took). Uninstalled, with its namespace, claims and kept Secret, at the end of the session."""
+    import realnode
+    from cluster import RESTRICTED
+
+    real_cli.create_namespace(REAL_NAMESPACE, RESTRICTED)
+    seconds = real_cli.install(REAL_RELEASE, REAL_NAMESPACE, *realnode.chart_values(), timeout="10m")
+    yield REAL_NAMESPACE, REAL_RELEASE, seconds
+    real_cli.cleanup(REAL_NAMESPACE, REAL_RELEASE)

@@ -314,30 +314,11 @@ def test_dashboard_queries_only_metrics_the_code_records():
 
 # -- the data collector, through the backend ----------------------------------------------------------------------
 
-COLLECTOR_READS = """
-import json
-from concurrent.futures import ThreadPoolExecutor
-import httpx
-from backend.shared.config import settings
-base = settings.DATA_COLLECTOR_URL.rstrip("/")
-with httpx.Client(timeout=10) as client:
-    created = client.post(f"{base}/api/v1/collections", json={"source_type": "file"})
-    created.raise_for_status()
-collection = created.json()["id"]
-def read(_):
-    with httpx.Client(timeout=10) as client:  # a new connection for every read
-        return client.get(f"{base}/api/v1/collections/{collection}/status").status_code
-with ThreadPoolExecutor(10) as pool:
-    codes = list(pool.map(read, range(30)))
-print(json.dumps({"base": base, "codes": codes}))
-"""
-
-
 def test_backend_reaches_the_collector_and_reads_back_its_collections(stack):
     """The backend's own settings and HTTP client, in the backend's pod: DATA_COLLECTOR_URL leads through the
     collector's Service to its one process, which answers every later read of a collection it created (30 reads on
     new connections, 10 at a time; with two collector workers about half answer 404)."""
-    result = stack.run_python("backend", "backend", appsrc.python_image("backend"), COLLECTOR_READS)
+    result = stack.run_python("backend", "backend", appsrc.python_image("backend"), appsrc.COLLECTOR_READS)
     assert result["base"] == stack.rel.env("backend", "backend")["DATA_COLLECTOR_URL"]
     assert result["codes"] == [200] * 30, result
 

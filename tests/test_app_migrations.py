@@ -5,7 +5,6 @@ from the render. Every scenario in which the Job's containers differ runs (tests
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 import asyncpg
@@ -17,19 +16,6 @@ from servers import free_port
 
 pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("migrations", "wait-for-database", "migrate")
-
-
-def head_revisions() -> set[str]:
-    """The code's head revision(s): revisions that no other migration names as its down_revision."""
-    revisions, downs = set(), set()
-    for path in appsrc.source_root().joinpath("backend", "alembic", "versions").glob("*.py"):
-        text = path.read_text()
-        match = re.search(r'^revision\s*(?::\s*str\s*)?=\s*["\']([^"\']+)', text, re.M)
-        if match:
-            revisions.add(match.group(1))
-            downs.update(re.findall(r'["\']([^"\']+)["\']',
-                                    re.search(r"^down_revision.*$", text, re.M).group(0).split("=", 1)[1]))
-    return revisions - downs
 
 
 async def database_state(server) -> tuple[list, list]:
@@ -66,7 +52,7 @@ def migrated(request, app_ready):
 
 
 def test_upgrade_reaches_the_code_head(migrated, record_property):
-    heads = head_revisions()
+    heads = appsrc.head_revisions()
     assert heads, "no head revision found in backend/alembic/versions"
     version, columns = migrated["after_first"]
     assert set(version) == heads, f"alembic_version {version}, the code's head {heads}"

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds the local control plane used by `make demo` and the end-to-end tests: kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok and kwokctl.
-# Usage: build.sh [kubernetes|kubectl|etcd|kwok]...   (no argument: all; kubectl: that binary alone)
+# Builds the local clusters' binaries: for `make demo` and the end-to-end tests, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok and kwokctl; for the real node
+# (node.sh), also kubelet, kube-proxy, containerd and kube-router.
+# Usage: build.sh [kubernetes|kubectl|etcd|kwok|containerd|kube-router]...
+#   (no argument: kubernetes etcd kwok; kubectl: that binary alone)
 # Everything comes from the Go module proxy (the only source these machines reach),
 # pinned by scripts/versions.env and cached under .tools/<name>-<version>/, so a
 # second run only checks stamps and returns at once.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# Pinned versions: KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION.
+# Pinned versions: KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION, CONTAINERD_VERSION, KUBE_ROUTER_VERSION.
 # shellcheck source=/dev/null
 source "$ROOT/scripts/versions.env"
 TOOLS="$ROOT/.tools"
@@ -110,13 +112,56 @@ build_kwok() {
   link "$dir/kwokctl"
 }
 
+# --- containerd ------------------------------------------------------------------
+# The CRI runtime of the real node: the daemon, its runc shim and ctr (image import,
+# cleanup). Its go.mod has no replace directives, so plain `go install` works; without
+# cgo the btrfs snapshotter drops out, which the node (overlayfs) does not use.
+build_containerd() {
+  local v=$CONTAINERD_VERSION dir="$TOOLS/containerd-$CONTAINERD_VERSION" m=github.com/containerd/containerd/v2
+  if [[ ! -f $dir/.complete ]]; then
+    local t0; t0=$(now)
+    rm -rf "$dir" && mkdir -p "$dir"
+    GOBIN="$dir" go install -tags urfave_cli_no_docs \
+      -ldflags "-s -w -X $m/version.Version=$v -X $m/version.Package=$m" \
+      "$m/cmd/containerd@$v" "$m/cmd/containerd-shim-runc-v2@$v" "$m/cmd/ctr@$v"
+    touch "$dir/.complete"
+    echo "built containerd, containerd-shim-runc-v2, ctr $v in $(($(now) - t0))s"
+  fi
+  link "$dir/containerd"
+  link "$dir/containerd-shim-runc-v2"
+  link "$dir/ctr"
+}
+
+# --- kube-router -----------------------------------------------------------------
+# NetworkPolicy enforcement on the real node (its firewall controller only; no
+# routing, service proxy or CNI). Plain `go install` works: no replace directives.
+build_kube_router() {
+  local v=$KUBE_ROUTER_VERSION dir="$TOOLS/kube-router-$KUBE_ROUTER_VERSION"
+  if [[ ! -f $dir/.complete ]]; then
+    local t0; t0=$(now)
+    rm -rf "$dir" && mkdir -p "$dir"
+    GOBIN="$dir" go install \
+      -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$v" \
+      "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$v"
+    touch "$dir/.complete"
+    echo "built kube-router $v in $(($(now) - t0))s"
+  fi
+  link "$dir/kube-router"
+}
+
 (($#)) || set -- kubernetes etcd kwok
 for component in "$@"; do
   case $component in
-    kubernetes) build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    # kubelet and kube-proxy share most packages with the other four: one go build compiles them once.
+    kubernetes) build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy ;;
     kubectl) build_kubernetes kubectl ;;
     etcd) build_etcd ;;
     kwok) build_kwok ;;
-    *) echo "build.sh: unknown component '$component' (kubernetes, kubectl, etcd, kwok)" >&2; exit 2 ;;
+    containerd) build_containerd ;;
+    kube-router) build_kube_router ;;
+    *)
+      echo "build.sh: unknown component '$component' (kubernetes, kubectl, etcd, kwok, containerd, kube-router)" >&2
+      exit 2
+      ;;
   esac
 done

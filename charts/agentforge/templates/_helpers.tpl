@@ -73,6 +73,14 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- printf "%s.%s.svc.%s" (include "agentforge.componentName" .) $root.Release.Namespace $root.Values.global.clusterDomain -}}
 {{- end -}}
 
+{{/* The public origins the frontend image was built with (frontend.publicUrls): the API's defaults to the first CORS
+origin (the edge serves the frontend and the API on one origin), the WebSocket's to the API's with ws(s)://. */}}
+{{- define "agentforge.frontendPublicUrls" -}}
+{{- $api := .Values.frontend.publicUrls.api | default (first .Values.config.corsOrigins) | default "" -}}
+{{- $ws := .Values.frontend.publicUrls.ws | default (regexReplaceAll "^http" $api "ws") -}}
+{{- dict "api" $api "ws" $ws | toYaml -}}
+{{- end -}}
+
 {{/* Image reference: (list $ .Values.<component>.image). The tag defaults to the chart's appVersion; a digest wins. */}}
 {{- define "agentforge.image" -}}
 {{- $root := index . 0 -}}

