@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test step of the pipeline, callable by any CI system (`make test` runs it after `make tools`):
-# static checks, then every pytest tier in one run. The end-to-end tier runs against the local kwok cluster,
-# which this script starts and stops when KUBECONFIG is unset; another KUBECONFIG is refused by the tests unless
-# AGENTFORGE_E2E_ANY_CLUSTER=1.
-# Extra arguments go to pytest (e.g. `-m "not e2e"`).
+# static checks, then the pytest tiers in two runs: every tier but the real-pod one on two workers, then the real-pod
+# tier (marker `real`) in one process. The end-to-end tier runs against the local kwok cluster, which this script
+# starts and stops when KUBECONFIG is unset; another KUBECONFIG is refused by the tests unless
+# AGENTFORGE_E2E_ANY_CLUSTER=1. The real-pod tier starts the local node (scripts/kube/node.sh) itself; this script
+# stops it at the end unless it was running before.
+# Extra arguments go to one pytest run instead (e.g. `-m "not e2e"`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH"
@@ -11,19 +13,40 @@ export PATH="$PWD/.tools/bin:$PATH"
 echo "== lint"
 bash ci/lint.sh
 
+# What this script started, stopped when it exits.
+stop=()
+trap 'for command in "${stop[@]}"; do $command >/dev/null 2>&1 || true; done' EXIT
+
 if [[ -z ${KUBECONFIG:-} ]]; then
   if ! bash scripts/kube/cluster.sh status; then
     start=$(date +%s)
     log=$(mktemp)
     bash scripts/kube/cluster.sh up >"$log" 2>&1 || { cat "$log"; exit 1; }
     echo "== local cluster started in $(( $(date +%s) - start )) s"
-    trap 'bash scripts/kube/cluster.sh down' EXIT
+    stop+=("bash scripts/kube/cluster.sh down")
   fi
   KUBECONFIG="$(bash scripts/kube/cluster.sh kubeconfig)"
   export KUBECONFIG
 fi
 
-echo "== tests"
-# One pytest run for every tier; --dist loadfile keeps each file on one worker (e2e modules share a
-# release). pytest exits 5 when it collects no test: that fails this script like any other error.
-.venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 "$@"
+# pytest exits 5 when it collects no test: that fails this script like any other error.
+if (($#)); then
+  echo "== tests ($*)"
+  .venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 "$@"
+  exit
+fi
+
+echo "== tests: render, real-server, app-conformance and end-to-end tiers"
+# One pytest run for these tiers; --dist loadfile keeps each file on one worker (e2e modules share a release).
+failed=0
+.venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 -m "not real" || failed=$?
+# The simulated cluster has served its tier: its processes leave the node's tier the machine's cores.
+for command in "${stop[@]}"; do $command >/dev/null 2>&1 || true; done
+stop=()
+
+echo "== tests: the real-pod tier (the chart's pods as real containers on the local node)"
+# One process, in the order tests/conftest.py gives: it drives one node and one release. The node is stopped, and
+# the machine restored, when it ends (its first test proves that `node.sh down` restores it).
+bash scripts/kube/node.sh status 2>/dev/null || stop+=("bash scripts/kube/node.sh down")
+.venv/bin/python -m pytest -m real -p no:cacheprovider -p no:xdist --durations=15 || failed=$?
+exit "$failed"

@@ -3,7 +3,9 @@
 # A second run reuses what is there. Only package registries are used (Go module proxy, PyPI, Debian).
 #
 #   install-tools.sh [all]           everything `make test` uses (`make tools`)
-#   install-tools.sh demo            what `make demo` uses: helm and the local control plane
+#   install-tools.sh demo            what `make demo` uses: helm, the control plane, kubelet, kube-proxy, containerd,
+#                                    kube-router (the images are `make images`)
+#   install-tools.sh demo-kwok       what `make demo` on the simulated cluster uses: helm, the control plane, kwok
 #   install-tools.sh demo-kubectl    what `make demo` on a cluster of your own uses: helm and kubectl
 #
 # Each step's output goes to .tools/logs/<step>.log and is shown only when the step fails (scripts/steps.sh);
@@ -169,11 +171,20 @@ main() {
   # empty .tools/ and Go build cache, download caches kept), shown while a step builds. render-servers and ct reuse
   # packages helm and helm3 compiled before them. Not timed: kubectl alone, and the Debian packages (installed here).
   local -A cold=([kubernetes]=626 [helm]=281 [python]=55 [helm3]=402 [render-servers]=12 [promtool]=377
-    [registry]=144 [checkov]=73 [ct]=8 [etcd]=53 [kwok]=169 [app]=167 [test-servers]=0 [kubectl]=0)
+    [registry]=144 [checkov]=73 [ct]=8 [etcd]=53 [kwok]=169 [app]=167 [test-servers]=0 [kubectl]=0
+    [containerd]=0 [kube-router]=0)
+  local k8s_what="kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy $KUBERNETES_VERSION"
   # Longest first: with two at a time, the control plane builds while the shorter steps take turns beside it.
   case $what in
     demo)
-      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" "${cold[kubernetes]}" $kube kubernetes
+      step kubernetes "$k8s_what" "${cold[kubernetes]}" $kube kubernetes
+      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
+      step containerd "containerd $CONTAINERD_VERSION" "${cold[containerd]}" $kube containerd
+      step kube-router "kube-router $KUBE_ROUTER_VERSION" "${cold[kube-router]}" $kube kube-router
+      step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
+      ;;
+    demo-kwok)
+      step kubernetes "$k8s_what" "${cold[kubernetes]}" $kube kubernetes
       step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
       step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
       step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
@@ -183,7 +194,7 @@ main() {
       step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
       ;;
     all)
-      step kubernetes "kube-apiserver, controller-manager, scheduler, kubectl $KUBERNETES_VERSION" "${cold[kubernetes]}" $kube kubernetes
+      step kubernetes "$k8s_what" "${cold[kubernetes]}" $kube kubernetes
       step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
       step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" "${cold[python]}" python_tools
       step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" "${cold[helm3]}" build_helm3
@@ -194,11 +205,13 @@ main() {
       step ct "chart-testing (ct) $CHART_TESTING_VERSION" "${cold[ct]}" build_ct
       step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
       step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
+      step containerd "containerd $CONTAINERD_VERSION" "${cold[containerd]}" $kube containerd
+      step kube-router "kube-router $KUBE_ROUTER_VERSION" "${cold[kube-router]}" $kube kube-router
       step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl (Debian packages)" "${cold[test-servers]}" \
         bash "$ROOT/scripts/install-test-servers.sh"
       step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" "${cold[app]}" bash "$ROOT/scripts/install-app.sh"
       ;;
-    *) log "unknown selection '$what': all, demo or demo-kubectl"; exit 2 ;;
+    *) log "unknown selection '$what': all, demo, demo-kwok or demo-kubectl"; exit 2 ;;
   esac
   steps_wait
 }

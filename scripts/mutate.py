@@ -2,8 +2,8 @@
 
 Each mutant of ci/mutants.yaml is a small edit that breaks one promise of the READMEs. For each, this script copies
 the chart into a temp folder (never touching charts/agentforge), applies the edit, and runs the render and server
-tiers against the copy (AGENTFORGE_CHART=<copy>, `pytest -m "not e2e and not app" -x`). The tiers must fail: the
-mutant is then killed. A mutant the tiers pass survived: no test holds the promise it breaks.
+tiers against the copy (AGENTFORGE_CHART=<copy>, `pytest -m "not e2e and not app and not real" -x`). The tiers must
+fail: the mutant is then killed. A mutant the tiers pass survived: no test holds the promise it breaks.
 
 Before any mutant, the unmutated copy must pass (the baseline), and every mutant's search text must occur exactly
 once in its file (else that mutant is an error, not a kill). The chart is copied once, at the start, so edits made
@@ -48,10 +48,10 @@ FIELDS = ("id", "promise", "file", "search", "replace")
 # full tier takes about 65 s with them and about twice that without, on 2 cores.
 # The modules of the other tiers are not even imported (tests/conftest.py leaves out the files of a tier -m deselects):
 # their import-time code (appstack renders every scenario) would count a failure of its own as a kill.
-PYTEST_ARGS = ["-m", "not e2e and not app", "-x", "-p", "no:cacheprovider", "-q", "-rfE", "-n", "2"]
+PYTEST_ARGS = ["-m", "not e2e and not app and not real", "-x", "-p", "no:cacheprovider", "-q", "-rfE", "-n", "2"]
 
 # The focused first pass: the same tiers, in one process, over the test files named after the mutant.
-FOCUS_ARGS = ["-m", "not e2e and not app", "-x", "-p", "no:cacheprovider", "-q", "-rfE", "-p", "no:xdist"]
+FOCUS_ARGS = ["-m", "not e2e and not app and not real", "-x", "-p", "no:cacheprovider", "-q", "-rfE", "-p", "no:xdist"]
 # Test files of other tiers, never focused on.
 OTHER_TIERS = ("test_app_", "test_e2e_")
 # The focus of a mutant no test file is named after: the cross-cutting files (about 20 s).

@@ -164,3 +164,37 @@ class TestDisruptionBudget:
     def test_percentage_passes_through(self):
         objects = render_chart({"frontend": {"pdb": {"minAvailable": "50%"}}})
         assert objects.get("PodDisruptionBudget", FRONTEND)["spec"]["minAvailable"] == "50%"
+
+
+class TestBundleCheck:
+    """`helm test` checks the frontend image was built for frontend.publicUrls (run for real by the real-pod tier)."""
+
+    @staticmethod
+    def urls(objects) -> dict[str, str]:
+        pod = objects.get("Pod", "agentforge-test-frontend-bundle")
+        env = env_of(container(pod, "frontend-bundle"))
+        return {key: env[key]["value"] for key in ("FRONTEND_URL", "PUBLIC_API_URL", "PUBLIC_WS_URL")}
+
+    def test_defaults_follow_the_first_cors_origin(self, default_render):
+        assert self.urls(default_render) == {
+            "FRONTEND_URL": "http://agentforge-frontend.agentforge.svc.cluster.local:3000",
+            "PUBLIC_API_URL": "https://agentforge.example.com", "PUBLIC_WS_URL": "wss://agentforge.example.com"}
+
+    @pytest.mark.parametrize("origin, ws", [("http://localhost:8000", "ws://localhost:8000"),
+                                            ("https://app.example.org:8443", "wss://app.example.org:8443")])
+    def test_ws_follows_the_api_origin(self, origin, ws):
+        urls = self.urls(render_chart({"frontend": {"publicUrls": {"api": origin}}}))
+        assert (urls["PUBLIC_API_URL"], urls["PUBLIC_WS_URL"]) == (origin, ws)
+
+    def test_explicit_origins_win(self):
+        urls = self.urls(render_chart({"frontend": {"publicUrls": {"api": "https://a.example", "ws": "wss://b.example"}}}))
+        assert (urls["PUBLIC_API_URL"], urls["PUBLIC_WS_URL"]) == ("https://a.example", "wss://b.example")
+
+    def test_no_check_when_any_origin_is_allowed_and_none_is_given(self):
+        objects = render_chart({"config": {"corsOrigins": ["*"]}})
+        assert objects.find("Pod", "agentforge-test-frontend-bundle") is None
+
+    @pytest.mark.parametrize("key, value", [("api", "https://host/path"), ("api", "wss://host"), ("ws", "https://host")])
+    def test_schema_refuses_what_is_not_a_bare_origin(self, key, value):
+        message = render_error({"frontend": {"publicUrls": {key: value}}})
+        assert f"/frontend/publicUrls/{key}" in message

@@ -34,9 +34,12 @@ def node_sh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def snapshot() -> str:
+    """`node.sh snapshot`, less what an image build running meanwhile (scripts/images/build.sh, which `up` may run)
+    holds only while it runs: buildah's cgroups and its storage's mounts."""
     proc = node_sh("snapshot")
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return "".join(line for line in proc.stdout.splitlines(keepends=True)
+                   if "/buildah-" not in line and "/.tools/images/storage/" not in line)
 
 
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, check: bool = True) -> str:

@@ -265,7 +265,7 @@ ensure() {
   start=$(date +%s)
   local log="$LOGS/images-$name.log"
   say "$name: building ($ref), log: $log"
-  if ! { "build_$name" "$t" && export_image "$name" "$ref"; } >"$log" 2>&1; then
+  if ! { "build_$name" "$t" && export_image "$name" "$ref" && prune "$name" "$ref"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     die "$name: build failed; full log: $log"
   fi
@@ -287,9 +287,12 @@ export_image() {
   bah push --format oci "$ref" "oci-archive:$OUT/$name.tar.tmp:$ref"
   mv "$OUT/$name.tar.tmp" "$OUT/$name.tar"
   echo "$ref" >"$OUT/$name.ref"
-  # Older tags of this image in the private storage are no longer needed.
+}
+
+# prune NAME REF: older tags of NAME in the private storage are no longer needed.
+prune() {
   local old
-  for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/agentforge/$name:" | grep -v ":${ref##*:}\$"); do
+  for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/agentforge/$1:" | grep -v ":${2##*:}\$"); do
     bah rmi "$old" || true
   done
 }

@@ -79,6 +79,8 @@ say() { printf '[node] %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 ctr() { "$CTRD_DIR/ctr" --address "$SOCK" "$@"; }
+# only ARGS...: grep that selects nothing without failing.
+only() { grep "$@" || true; }
 
 # wait_for SECONDS WHAT CMD...: poll CMD until it succeeds; fail naming WHAT (and its log) after SECONDS.
 wait_for() {
@@ -264,7 +266,7 @@ node_processes() {
   local d args
   for d in /proc/[0-9]*; do
     [[ ${d#/proc/} == "$$" || ${d#/proc/} == "$BASHPID" ]] && continue
-    mapfile -d '' args <"$d/cmdline" 2>/dev/null || continue
+    mapfile -d '' args 2>/dev/null <"$d/cmdline" || continue
     ((${#args[@]})) || continue
     [[ ${args[0]} == "$ROOT/.tools/"* && "${args[*]}" == *"$STATE/"* ]] && echo "${d#/proc/} ${args[0]##*/}"
   done
@@ -595,20 +597,25 @@ build_images() {
     die "image build failed: ${missing[*]} (see $LOGS/images.log)"
 }
 
+# member TAR FILE: FILE's content from TAR, or nothing.
+member() { tar -xOf "$1" "$2" 2>/dev/null || true; }
+
 # archive_refs TAR: the image names an OCI archive's index (or a docker archive's manifest) gives.
 archive_refs() {
-  { tar -xOf "$1" index.json 2>/dev/null |
-    grep -oE '"(io\.containerd\.image\.name|org\.opencontainers\.image\.ref\.name)": *"[^"]+"' |
-    sed -E 's/.*: *"([^"]+)"/\1/'
-    tar -xOf "$1" manifest.json 2>/dev/null | grep -oE '"RepoTags": *\[[^]]*\]' | grep -oE '"[^"]+"' |
-      grep -v RepoTags | tr -d '"'; } | grep '[/:]' | sort -u
+  {
+    member "$1" index.json |
+      only -oE '"(io\.containerd\.image\.name|org\.opencontainers\.image\.ref\.name)": *"[^"]+"' |
+      sed -E 's/.*: *"([^"]+)"/\1/'
+    member "$1" manifest.json | only -oE '"RepoTags": *\[[^]]*\]' | only -oE '"[^"]+"' |
+      only -v RepoTags | tr -d '"'
+  } | only '[/:]' | sort -u
 }
 
 load() {
   ((EUID == 0)) || die "requirement missing: root"
   running containerd || die "the node is not up (run: $0 up)"
   local tar present refs r new
-  present=$(ctr -n k8s.io images ls -q)
+  present=$(ctr -n k8s.io images ls -q 2>/dev/null)
   for tar in "$@"; do
     [[ -f $tar ]] || die "no such archive: $tar"
     refs=$(archive_refs "$tar") new=0
@@ -618,7 +625,7 @@ load() {
     fi
     ctr -n k8s.io images import --snapshotter overlayfs "$tar" >>"$LOGS/load.log" 2>&1 ||
       die "import failed: $tar (see $LOGS/load.log)"
-    say "loaded $tar${refs:+ ($(tr '\n' ' ' <<<"$refs"))}"
+    say "loaded $tar${refs:+ ($(paste -sd" " <<<"$refs"))}"
   done
 }
 
@@ -989,9 +996,6 @@ remove_containers() {
 
 status() { healthy; }
 
-# only ARGS...: grep that selects nothing without failing.
-only() { grep "$@" || true; }
-
 # The machine state `up` may change, normalized (no counters, no volatile fields), one section per kind.
 snapshot() {
   local h
@@ -1031,12 +1035,15 @@ snapshot() {
   return 0
 }
 
-case ${1:-} in
-  up) up ;;
-  down) require_root; down ;;
-  status) healthy ;;
-  kubeconfig) echo "$KUBECONFIG_OUT" ;;
-  load) shift; lock; load "$@" ;;
-  snapshot) snapshot ;;
-  *) echo "usage: $0 up|down|status|kubeconfig|load TAR...|snapshot" >&2; exit 2 ;;
-esac
+# Sourcing the script (to try one function) runs nothing.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  case ${1:-} in
+    up) up ;;
+    down) require_root; down ;;
+    status) healthy ;;
+    kubeconfig) echo "$KUBECONFIG_OUT" ;;
+    load) shift; lock; load "$@" ;;
+    snapshot) snapshot ;;
+    *) echo "usage: $0 up|down|status|kubeconfig|load TAR...|snapshot" >&2; exit 2 ;;
+  esac
+fi

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Load benchmark of the chart on the real node (`make bench-load`): bounded load on the backend's Service, from the
+node, and only to this cluster's addresses. It starts the node and loads the images if needed, installs the chart in
+namespace af-bench with the node's values, and for a fixed time sends requests at a fixed rate (half GET
+/api/v1/health, half an authenticated GET /api/v1/conversations that reads PostgreSQL) while a few authenticated chat
+WebSockets stay open. It prints latency percentiles, errors, and each container's CPU and memory, idle and under the
+load, beside its requests and limits; the release is uninstalled afterwards (--keep leaves it).
+
+Usage: bench_load.py [--rate 20] [--seconds 60] [--websockets 5] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import socket
+import statistics
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import realnode  # noqa: E402
+from cluster import RESTRICTED  # noqa: E402
+
+NAMESPACE = "af-bench"
+RELEASE = "agentforge"
+
+
+def call(base: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, float]:
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.7"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, headers=headers, method="POST" if data else "GET")
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    except OSError:
+        status = 0
+    return status, time.perf_counter() - start
+
+
+def login(base: str) -> str:
+    account = {"email": f"bench-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12),
+               "display_name": "Bench"}
+    request = urllib.request.Request(base + "/api/v1/auth/register", data=json.dumps(account).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(request, timeout=30).read()
+    request = urllib.request.Request(base + "/api/v1/auth/login", data=json.dumps(
+        {"email": account["email"], "password": account["password"]}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())["access_token"]
+
+
+def open_websocket(host: str, port: int, path: str) -> socket.socket:
+    """An open WebSocket (RFC 6455 handshake done), held by the caller."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn = socket.create_connection((host, port), timeout=15)
+    conn.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    status = head.split(b" ", 2)[1]
+    if status != b"101":
+        raise RuntimeError(f"WebSocket {path}: {head.decode(errors='replace')}")
+    return conn
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def print_footprint(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"  {'container':<32} {'memory MiB':>10} {'request':>8} {'limit':>7}   {'CPU m':>6} {'request':>8} "
+          f"{'limit':>6}")
+    for row in sorted(rows, key=lambda r: r["pod"]):
+        print(f"  {row['pod'][:22] + '/' + row['container'][:9]:<32} {row['memory_mib']:>10} "
+              f"{row['requests'].get('memory', '-'):>8} {row['limits'].get('memory', '-'):>7}   "
+              f"{row['cpu_millicores']:>6} {row['requests'].get('cpu', '-'):>8} {row['limits'].get('cpu', '-'):>6}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=20, help="requests per second (default 20)")
+    parser.add_argument("--seconds", type=int, default=60, help="length of the load (default 60)")
+    parser.add_argument("--websockets", type=int, default=5, help="chat WebSockets held open (default 5)")
+    parser.add_argument("--keep", action="store_true", help="leave the release installed")
+    args = parser.parse_args()
+    if not (0 < args.rate <= 200 and 0 < args.seconds <= 600 and 0 <= args.websockets <= 50):
+        parser.error("the load is bounded: rate 1-200/s, 1-600 s, 0-50 WebSockets")
+
+    cli = realnode.RealCli(realnode.node_kubeconfig())
+    if cli.helm("status", RELEASE, "--namespace", NAMESPACE, check=False).returncode != 0:
+        cli.create_namespace(NAMESPACE, RESTRICTED)
+        took = cli.install(RELEASE, NAMESPACE, *realnode.chart_values(), timeout="10m")
+        print(f"installed {RELEASE} in {NAMESPACE} in {took:.0f} s")
+    cli.wait_ready(NAMESPACE)
+    try:
+        host = realnode.resolve(cli, f"{RELEASE}-backend.{NAMESPACE}.svc.cluster.local")
+        base = f"http://{host}:8000"
+        token = login(base)
+        idle = realnode.footprint(cli, NAMESPACE, seconds=10)
+
+        conversation = json.loads(urllib.request.urlopen(urllib.request.Request(
+            base + "/api/v1/conversations", data=b'{"title": "bench"}', method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}), timeout=30).read())
+        sockets = [open_websocket(host, 8000, f"/api/v1/ws/chat/{conversation['id']}?token={token}")
+                   for _ in range(args.websockets)]
+
+        pods = [p for p in cli.pods(NAMESPACE) if p["status"].get("phase") == "Running"]
+        cpu_before = {(p["metadata"]["name"], c["name"]): realnode.cpu_seconds(p, c["name"])
+                      for p in pods for c in p["spec"]["containers"]}
+        peak: dict[tuple[str, str], int] = {}
+        stop = threading.Event()
+
+        def sample_memory():
+            while not stop.is_set():
+                for p in pods:
+                    for c in p["spec"]["containers"]:
+                        key = (p["metadata"]["name"], c["name"])
+                        peak[key] = max(peak.get(key, 0), realnode.memory_bytes(p, c["name"]))
+                stop.wait(2)
+        sampler = threading.Thread(target=sample_memory, daemon=True)
+        sampler.start()
+
+        results: list[tuple[str, int, float]] = []
+        interval, total = 1 / args.rate, int(args.rate * args.seconds)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(32) as pool:
+            futures = []
+            for i in range(total):
+                time.sleep(max(0.0, started + i * interval - time.perf_counter()))
+                path, auth = (("/api/v1/health", None) if i % 2 == 0 else ("/api/v1/conversations", token))
+                futures.append((path, pool.submit(call, base, path, auth)))
+            for path, future in futures:
+                status, seconds = future.result()
+                results.append((path, status, seconds))
+        elapsed = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        open_after = 0
+        for sock in sockets:
+            sock.setblocking(False)
+            try:
+                open_after += sock.recv(1) != b""
+            except BlockingIOError:
+                open_after += 1  # nothing to read and not closed: still open
+            except OSError:
+                pass
+            sock.close()
+
+        loaded = []
+        for p in pods:
+            for c in p["spec"]["containers"]:
+                key = (p["metadata"]["name"], c["name"])
+                res = c.get("resources", {})
+                loaded.append({"pod": key[0], "container": key[1], "memory_mib": round(peak[key] / 2**20, 1),
+                               "cpu_millicores": round((realnode.cpu_seconds(p, c["name"]) - cpu_before[key])
+                                                       / elapsed * 1000, 1),
+                               "requests": res.get("requests", {}), "limits": res.get("limits", {})})
+
+        print(f"\nload: {len(results)} requests in {elapsed:.1f} s ({len(results) / elapsed:.1f}/s), "
+              f"{args.websockets} WebSockets open, {open_after} still open at the end")
+        for path in ("/api/v1/health", "/api/v1/conversations"):
+            times = sorted(s * 1000 for p, status, s in results if p == path and status == 200)
+            errors = [status for p, status, _ in results if p == path and status != 200]
+            if times:
+                print(f"  GET {path:<24} ok {len(times):>5}  errors {len(errors):>3}  p50 {percentile(times, 50):6.1f} "
+                      f"ms  p90 {percentile(times, 90):6.1f} ms  p99 {percentile(times, 99):6.1f} ms  max "
+                      f"{times[-1]:6.1f} ms")
+            else:
+                print(f"  GET {path:<24} no successful request; errors {errors[:10]}")
+        print_footprint("idle (10 s)", idle)
+        print_footprint(f"under load ({elapsed:.0f} s; memory: peak of 2 s samples)", loaded)
+        report = realnode.write_artifact("bench-load.json", {"rate": args.rate, "seconds": args.seconds,
+                                                              "results": results, "idle": idle, "loaded": loaded})
+        print(f"\nraw figures: {report}")
+        return 0 if all(status == 200 for _, status, _ in results) else 1
+    finally:
+        if not args.keep:
+            cli.cleanup(NAMESPACE, RELEASE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
