@@ -21,8 +21,10 @@ DEFAULT_INVENTORY = {
     ("HorizontalPodAutoscaler", "agentforge-backend"),
     ("PodDisruptionBudget", "agentforge-backend"),
     ("Job", "agentforge-migrate"),
-    # `helm test`: the backend answers its health check through its Service.
+    # `helm test`: the backend answers its health check through its Service; the frontend serves a bundle built for
+    # frontend.publicUrls.
     ("Pod", "agentforge-test-connection"),
+    ("Pod", "agentforge-test-frontend-bundle"),
     # Frontend and data collector (the collector's PDB is off by default: one replica).
     ("ServiceAccount", "agentforge-frontend"),
     ("Deployment", "agentforge-frontend"),

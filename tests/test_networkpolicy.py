@@ -40,12 +40,16 @@ def outsiders(pool: AddressPool) -> list:
 
 
 def release_pods(objects, pool: AddressPool) -> list[Pod]:
-    """One pod per workload of the render, named after its component label."""
-    pods = [pod_of(o, pool.next(), name=pod_template(o)["metadata"]["labels"]["app.kubernetes.io/component"])
-            for o in objects if o["kind"] in WORKLOAD_KINDS]
-    names = [p.name for p in pods]
-    assert len(names) == len(set(names)), f"two workloads of one component: {names}"
-    return pods
+    """One pod per component of the render, named after its component label. Workloads of one component (the
+    `helm test` pods) must carry the same labels: policies cannot tell them apart."""
+    pods: dict[str, Pod] = {}
+    for o in objects:
+        if o["kind"] in WORKLOAD_KINDS:
+            pod = pod_of(o, pool.next(), name=pod_template(o)["metadata"]["labels"]["app.kubernetes.io/component"])
+            if pod.name in pods:
+                assert pods[pod.name].labels == pod.labels, f"two workloads of {pod.name} with different labels"
+            pods.setdefault(pod.name, pod)
+    return list(pods.values())
 
 
 class Scene:
@@ -70,7 +74,7 @@ class Scene:
 # only from the backend (the data collector reads no setting and connects to neither); from outside the release,
 # the frontend and the backend only, from the ingress controller's namespace. Extended by the monitoring paths
 # (Prometheus scrapes the backend's and the data collector's metrics, served on their HTTP ports; Grafana queries
-# Prometheus) and by the `helm test` pod's health check of the backend. Grafana's UI is not reachable from outside
+# Prometheus) and by the `helm test` pods: the backend's health check and the read of the frontend's bundle. Grafana's UI is not reachable from outside
 # unless networkPolicy.grafanaFromIngress.
 DEFAULT = {
     ("ingress-controller", "frontend", 3000),
@@ -85,6 +89,7 @@ DEFAULT = {
     ("prometheus", "data-collector", 8001),
     ("grafana", "prometheus", 9090),
     ("test", "backend", 8000),
+    ("test", "frontend", 3000),
 }
 
 # External-database mode (postgresql.enabled false): no database pod, and nothing in the release may be reached
@@ -100,6 +105,7 @@ EXTERNAL_DATABASE = {
     ("prometheus", "data-collector", 8001),
     ("grafana", "prometheus", 9090),
     ("test", "backend", 8000),
+    ("test", "frontend", 3000),
 }
 
 MONITORING_PATHS = {

