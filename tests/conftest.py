@@ -8,7 +8,13 @@ from _pytest.mark.expression import Expression
 from chart import HELM, KUBE_SCHEMAS, RENDERER, render_chart
 
 # Test files of a tier whose every test carries its marker (a module-wide pytestmark).
-TIER_FILES = {"app": "test_app_*.py", "e2e": "test_e2e_*.py", "real": "test_real_*.py"}
+#
+# The real-pod tier (marker `real`) runs in one process, in this order: the node's own teardown check first (it
+# needs the machine without a node), then the tests that read an installed release, then those that upgrade,
+# uninstall and reinstall it.
+REAL_ORDER = ("test_real_node.py", "test_images.py", "test_real_install.py", "test_real_journey.py",
+              "test_real_networkpolicy.py", "test_real_limits.py", "test_real_data.py")
+TIER_FILES = {"app": ("test_app_*.py",), "e2e": ("test_e2e_*.py",), "real": REAL_ORDER}
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -17,8 +23,9 @@ def pytest_ignore_collect(collection_path, config):
     markexpr = config.getoption("markexpr")
     if markexpr:
         selection = Expression.compile(markexpr)
-        for marker, pattern in TIER_FILES.items():
-            if collection_path.match(pattern) and not selection.evaluate(lambda name, m=marker, **_: name == m):
+        for marker, patterns in TIER_FILES.items():
+            chosen = selection.evaluate(lambda name, m=marker, **_: name == m)
+            if not chosen and any(collection_path.match(p) for p in patterns):
                 return True
     return None
 
@@ -100,12 +107,6 @@ def api(tmp_path_factory):
 
     yield from fakeapi.serve(tmp_path_factory.mktemp("fake-api"))
 
-
-# The real-pod tier (marker `real`) runs in one process, in this order: the node's own teardown check first (it
-# needs the machine without a node), then the tests that read an installed release, then those that upgrade,
-# uninstall and reinstall it.
-REAL_ORDER = ("test_real_node.py", "test_images.py", "test_real_install.py", "test_real_journey.py",
-              "test_real_networkpolicy.py", "test_real_limits.py", "test_real_data.py")
 
 
 def pytest_collection_modifyitems(config, items):

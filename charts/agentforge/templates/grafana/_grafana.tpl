@@ -1,3 +1,8 @@
+{{/* Whether the bundled Grafana is rendered: monitoring.enabled and grafana.enabled. */}}
+{{- define "agentforge.grafana.enabled" -}}
+{{- if and .Values.monitoring.enabled .Values.grafana.enabled }}true{{ end -}}
+{{- end -}}
+
 {{/* Grafana's admin Secret: grafana.admin.existingSecret, else the chart's <fullname>-grafana. */}}
 {{- define "agentforge.grafana.secretName" -}}
 {{- default (include "agentforge.componentName" (list . "grafana")) .Values.grafana.admin.existingSecret -}}
