@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chart import ROOT, load_yaml
+from chart import CHART, ROOT, load_yaml
 from cluster import Cli, wait_for
 
 NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
@@ -78,6 +78,12 @@ class RealCli(Cli):
              check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
         args = ["exec", "--namespace", namespace, pod] + (["--container", container] if container else [])
         return self.kubectl(*args, "--", *command, check=check, timeout=timeout)
+
+    def upgrade(self, release: str, namespace: str, *args: str) -> None:
+        """helm upgrade --wait of the chart, then every workload Ready (helm's wait ends before old pods are gone)."""
+        self.helm("upgrade", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "10m", *args,
+                  timeout=900)
+        self.wait_ready(namespace)
 
     def wait_ready(self, namespace: str, timeout: int = 600) -> None:
         """Every Deployment and StatefulSet of the namespace has all its replicas Ready and updated."""

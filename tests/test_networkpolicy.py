@@ -74,8 +74,8 @@ class Scene:
 # only from the backend (the data collector reads no setting and connects to neither); from outside the release,
 # the frontend and the backend only, from the ingress controller's namespace. Extended by the monitoring paths
 # (Prometheus scrapes the backend's and the data collector's metrics, served on their HTTP ports; Grafana queries
-# Prometheus) and by the `helm test` pods: the backend's health check and the read of the frontend's bundle. Grafana's UI is not reachable from outside
-# unless networkPolicy.grafanaFromIngress.
+# Prometheus) and by the `helm test` pods: the backend's health check and the read of the frontend's bundle.
+# Grafana's UI is not reachable from outside unless networkPolicy.grafanaFromIngress.
 DEFAULT = {
     ("ingress-controller", "frontend", 3000),
     ("ingress-controller", "backend", 8000),

@@ -57,16 +57,10 @@ def logs_in(real_cli, namespace: str, release: str, account: dict) -> bool:
     return status == 200 and "access_token" in body
 
 
-def upgrade(real_cli, namespace: str, release: str, *extra: str) -> None:
-    real_cli.helm("upgrade", release, str(realnode.CHART), "--namespace", namespace, *realnode.chart_values(),
-                  *extra, "--wait", "--timeout", "10m", timeout=900)
-    real_cli.wait_ready(namespace)
-
-
 def test_user_logs_in_after_upgrade(real_cli, real_release, user):
     namespace, release, _ = real_release
     secret_before = real_cli.get(namespace, "secret", f"{release}-secrets")["data"]
-    upgrade(real_cli, namespace, release)
+    real_cli.upgrade(release, namespace, *realnode.chart_values())
     assert real_cli.get(namespace, "secret", f"{release}-secrets")["data"] == secret_before
     assert logs_in(real_cli, namespace, release, user)
 
@@ -77,7 +71,8 @@ def test_new_backend_image_migrates_before_any_new_backend_pod(real_cli, real_re
     renamed = realnode.retag(current, "upgrade-test")
     before = {rs["metadata"]["name"] for rs in real_cli.get(
         namespace, "replicasets", "--selector", "app.kubernetes.io/component=backend")["items"]}
-    upgrade(real_cli, namespace, release, "--set", f"backend.image.tag={renamed.rsplit(':', 1)[1]}")
+    real_cli.upgrade(release, namespace, *realnode.chart_values(),
+                     "--set", f"backend.image.tag={renamed.rsplit(':', 1)[1]}")
     job = real_cli.get(namespace, "job", f"{release}-migrate")
     assert job["status"].get("succeeded") == 1
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == renamed
@@ -93,7 +88,7 @@ def test_new_backend_image_migrates_before_any_new_backend_pod(real_cli, real_re
     for pod in pods:
         assert _time(pod["metadata"]["creationTimestamp"]) >= completed
     assert logs_in(real_cli, namespace, release, user)
-    upgrade(real_cli, namespace, release)  # back to the built tag
+    real_cli.upgrade(release, namespace, *realnode.chart_values())  # back to the built tag
 
 
 def test_user_logs_in_after_uninstall_and_reinstall(real_cli, real_release, user):

@@ -98,7 +98,9 @@ def test_helm_test_fails_when_the_backend_is_down(real_cli, real_release):
     deployment = f"deployment/{release}-backend"
     real_cli.kubectl("scale", deployment, "--replicas", "0", "--namespace", namespace)
     try:
-        realnode.wait_for(lambda: not real_cli.component_pods(namespace, "backend"), timeout=180,
+        # Gone, not only terminating: kube-proxy sends a Service's traffic to terminating pods that still serve
+        # when it has no other.
+        realnode.wait_for(lambda: not real_cli.pods(namespace, "app.kubernetes.io/component=backend"), timeout=180,
                           what="no backend pod")
         proc = real_cli.helm("test", release, "--namespace", namespace, "--logs", check=False, timeout=300)
         assert proc.returncode != 0, proc.stdout
@@ -114,14 +116,11 @@ def test_helm_test_fails_when_the_frontend_was_built_for_another_origin(real_cli
     """The frontend image carries the origins it was built with; an install that says it is served elsewhere fails
     `helm test` with a message naming them."""
     namespace, release, _ = real_release
-    args = ["--namespace", namespace, "--reuse-values", "--wait", "--timeout", "10m"]
-    real_cli.helm("upgrade", release, str(realnode.CHART), *args, "--set",
-                  "frontend.publicUrls.api=https://agentforge.example.com")
+    real_cli.upgrade(release, namespace, "--reuse-values", "--set", "frontend.publicUrls.api=https://agentforge.example.com")
     try:
         proc = real_cli.helm("test", release, "--namespace", namespace, "--logs", check=False, timeout=300)
         assert proc.returncode != 0, proc.stdout
         assert "NEXT_PUBLIC_API_URL=https://agentforge.example.com" in proc.stdout + proc.stderr, proc.stdout
         assert "http://localhost:8000" in proc.stdout + proc.stderr
     finally:
-        real_cli.helm("upgrade", release, str(realnode.CHART), *args, "--set",
-                      "frontend.publicUrls.api=http://localhost:8000")
+        real_cli.upgrade(release, namespace, "--reuse-values", "--set", "frontend.publicUrls.api=http://localhost:8000")
