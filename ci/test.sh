@@ -44,6 +44,9 @@ failed=0
 for command in "${stop[@]}"; do $command >/dev/null 2>&1 || true; done
 stop=()
 
+echo "== images (make images: every image the chart runs, built from the application's source and Debian's packages)"
+bash scripts/images/build.sh
+
 echo "== tests: the real-pod tier (the chart's pods as real containers on the local node)"
 # One process, in the order tests/conftest.py gives: it drives one node and one release. The node is stopped, and
 # the machine restored, when it ends (its first test proves that `node.sh down` restores it).

@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests use: the real PostgreSQL and Redis servers that
 # tests/test_real_servers.py and the app tier start on 127.0.0.1, bubblewrap, in which the app tier runs the
 # rendered containers, gnupg for chart signing and curl for the release script (tests/test_distribution.py), openssl for the
-# test CAs of the TLS servers (tests/test_external_services.py). Idempotent: does nothing when all are already there. The tests start their own
+# test CAs of the TLS servers (tests/test_external_services.py), Chromium and a font for the real-pod tier's browser
+# journey (tests/test_real_journey.py). Idempotent: does nothing when all are already there. The tests start their own
 # servers on free ports in temp dirs; the packages' own services are not needed and are not started.
 set -euo pipefail
 
@@ -18,8 +19,10 @@ command -v gpg >/dev/null || packages+=(gnupg)
 command -v curl >/dev/null || packages+=(curl)
 command -v bwrap >/dev/null || packages+=(bubblewrap)
 command -v openssl >/dev/null || packages+=(openssl)
+[[ -x /usr/bin/chromium ]] || packages+=(chromium)
+[[ -d /usr/share/fonts/truetype/dejavu ]] || packages+=(fonts-dejavu-core)
 if ((${#packages[@]} == 0)); then
-  log "PostgreSQL, Redis, bubblewrap, gnupg, curl and openssl already installed"
+  log "PostgreSQL, Redis, bubblewrap, gnupg, curl, openssl and Chromium already installed"
   exit 0
 fi
 

@@ -167,12 +167,13 @@ main() {
   local what=${1:-all}
   command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
   local kube="bash $ROOT/scripts/kube/build.sh"
-  # Seconds each step took in a cold `make tools` on 2 cores, two steps at a time (`scripts/bench.py --cold-tools`:
-  # empty .tools/ and Go build cache, download caches kept), shown while a step builds. render-servers and ct reuse
-  # packages helm and helm3 compiled before them. Not timed: kubectl alone, and the Debian packages (installed here).
-  local -A cold=([kubernetes]=626 [helm]=281 [python]=55 [helm3]=402 [render-servers]=12 [promtool]=377
+  # Seconds each step took in a cold build on 2 cores (empty .tools/ and Go build cache, download caches kept), shown
+  # while a step builds. render-servers and ct reuse packages helm and helm3 compiled before them. containerd and
+  # kube-router were timed while other builds shared the cores. Not timed: the six Kubernetes binaries together (0),
+  # kubectl alone, and the Debian packages.
+  local -A cold=([kubernetes]=0 [helm]=281 [python]=55 [helm3]=402 [render-servers]=12 [promtool]=377
     [registry]=144 [checkov]=73 [ct]=8 [etcd]=53 [kwok]=169 [app]=167 [test-servers]=0 [kubectl]=0
-    [containerd]=0 [kube-router]=0)
+    [containerd]=231 [kube-router]=407)
   local k8s_what="kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy $KUBERNETES_VERSION"
   # Longest first: with two at a time, the control plane builds while the shorter steps take turns beside it.
   case $what in
@@ -207,7 +208,7 @@ main() {
       step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
       step containerd "containerd $CONTAINERD_VERSION" "${cold[containerd]}" $kube containerd
       step kube-router "kube-router $KUBE_ROUTER_VERSION" "${cold[kube-router]}" $kube kube-router
-      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl (Debian packages)" "${cold[test-servers]}" \
+      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl, Chromium (Debian packages)" "${cold[test-servers]}" \
         bash "$ROOT/scripts/install-test-servers.sh"
       step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" "${cold[app]}" bash "$ROOT/scripts/install-app.sh"
       ;;
