@@ -53,16 +53,24 @@ def call(base: str, path: str, token: str | None = None, body: dict | None = Non
     return status, time.perf_counter() - start
 
 
-def login(base: str) -> str:
+def post(base: str, path: str, body: dict, client: str, token: str | None = None) -> dict:
+    # The backend trusts one proxy's X-Forwarded-For: each user is a client of its own for the login rate limit.
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": client}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())
+
+
+def user_with_conversation(base: str, index: int) -> tuple[str, str]:
+    """A new user (a free one may hold 2 WebSockets), logged in, with a conversation: (token, conversation id)."""
+    client = f"198.51.100.{index + 10}"
     account = {"email": f"bench-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12),
                "display_name": "Bench"}
-    request = urllib.request.Request(base + "/api/v1/auth/register", data=json.dumps(account).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(request, timeout=30).read()
-    request = urllib.request.Request(base + "/api/v1/auth/login", data=json.dumps(
-        {"email": account["email"], "password": account["password"]}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
-    return json.loads(urllib.request.urlopen(request, timeout=30).read())["access_token"]
+    post(base, "/api/v1/auth/register", account, client)
+    token = post(base, "/api/v1/auth/login", {"email": account["email"], "password": account["password"]},
+                 client)["access_token"]
+    return token, post(base, "/api/v1/conversations", {"title": "bench"}, client, token)["id"]
 
 
 def open_websocket(host: str, port: int, path: str) -> socket.socket:
@@ -116,14 +124,11 @@ def main() -> int:
     try:
         host = realnode.resolve(cli, f"{RELEASE}-backend.{NAMESPACE}.svc.cluster.local")
         base = f"http://{host}:8000"
-        token = login(base)
+        users = [user_with_conversation(base, i) for i in range(max(1, args.websockets))]
+        token = users[0][0]
         idle = realnode.footprint(cli, NAMESPACE, seconds=10)
-
-        conversation = json.loads(urllib.request.urlopen(urllib.request.Request(
-            base + "/api/v1/conversations", data=b'{"title": "bench"}', method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}), timeout=30).read())
-        sockets = [open_websocket(host, 8000, f"/api/v1/ws/chat/{conversation['id']}?token={token}")
-                   for _ in range(args.websockets)]
+        sockets = [open_websocket(host, 8000, f"/api/v1/ws/chat/{conversation}?token={user_token}")
+                   for user_token, conversation in users[:args.websockets]]
 
         pods = [p for p in cli.pods(NAMESPACE) if p["status"].get("phase") == "Running"]
         cpu_before = {(p["metadata"]["name"], c["name"]): realnode.cpu_seconds(p, c["name"])
