@@ -12,11 +12,8 @@ Usage: bench_load.py [--rate 20] [--seconds 60] [--websockets 5] [--keep]
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
 import secrets
-import socket
 import statistics
 import sys
 import threading
@@ -29,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import realnode  # noqa: E402
+from apphttp import open_websocket  # noqa: E402
 from cluster import RESTRICTED  # noqa: E402
 
 NAMESPACE = "af-bench"
@@ -73,24 +71,6 @@ def user_with_conversation(base: str, index: int) -> tuple[str, str]:
     return token, post(base, "/api/v1/conversations", {"title": "bench"}, client, token)["id"]
 
 
-def open_websocket(host: str, port: int, path: str) -> socket.socket:
-    """An open WebSocket (RFC 6455 handshake done), held by the caller."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    conn = socket.create_connection((host, port), timeout=15)
-    conn.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    status = head.split(b" ", 2)[1]
-    if status != b"101":
-        raise RuntimeError(f"WebSocket {path}: {head.decode(errors='replace')}")
-    return conn
-
-
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -127,8 +107,12 @@ def main() -> int:
         users = [user_with_conversation(base, i) for i in range(max(1, args.websockets))]
         token = users[0][0]
         idle = realnode.footprint(cli, NAMESPACE, seconds=10)
-        sockets = [open_websocket(host, 8000, f"/api/v1/ws/chat/{conversation}?token={user_token}")
-                   for user_token, conversation in users[:args.websockets]]
+        sockets = []
+        for user_token, conversation in users[:args.websockets]:
+            conn, status, _ = open_websocket((host, 8000), f"/api/v1/ws/chat/{conversation}?token={user_token}")
+            if status != 101:
+                raise RuntimeError(f"a chat WebSocket was refused: HTTP {status}")
+            sockets.append(conn)
 
         pods = [p for p in cli.pods(NAMESPACE) if p["status"].get("phase") == "Running"]
         cpu_before = {(p["metadata"]["name"], c["name"]): realnode.cpu_seconds(p, c["name"])

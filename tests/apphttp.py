@@ -34,25 +34,33 @@ def request(pod: Pod, method: str, path: str, body: dict | None = None, headers:
         return status, text
 
 
-def websocket_handshake(pod: Pod, path: str, port: int | str = "http") -> tuple[int, bool]:
-    """Open a WebSocket (RFC 6455 handshake) on a new connection; (HTTP status, Sec-WebSocket-Accept valid)."""
+def open_websocket(address: tuple[str, int], path: str) -> tuple[socket.socket, int, bool]:
+    """A WebSocket opened on a new connection (RFC 6455 handshake): (the connection, left open for the caller; the
+    HTTP status; whether Sec-WebSocket-Accept is valid)."""
     key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", pod.port(port)), timeout=15) as conn:
-        conn.sendall((f"GET {path} HTTP/1.1\r\nHost: agentforge.example.com\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                      "Origin: https://agentforge.example.com\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            head += chunk
+    conn = socket.create_connection(address, timeout=15)
+    conn.sendall((f"GET {path} HTTP/1.1\r\nHost: agentforge.example.com\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  "Origin: https://agentforge.example.com\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
     lines = head.decode(errors="replace").split("\r\n")
     status = int(lines[0].split()[1])
     accept = next((line.split(":", 1)[1].strip() for line in lines[1:]
                    if line.lower().startswith("sec-websocket-accept:")), None)
     expected = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-    return status, accept == expected
+    return conn, status, accept == expected
+
+
+def websocket_handshake(pod: Pod, path: str, port: int | str = "http") -> tuple[int, bool]:
+    """Open a WebSocket (RFC 6455 handshake) on a new connection; (HTTP status, Sec-WebSocket-Accept valid)."""
+    conn, status, valid = open_websocket(("127.0.0.1", pod.port(port)), path)
+    conn.close()
+    return status, valid
 
 
 def exposition_types(text: str) -> dict[str, str]:

