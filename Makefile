@@ -17,10 +17,10 @@ tools: ## Install the pinned toolchain (scripts/install-tools.sh): helm v4 and v
 images: ## Build every image the chart runs into .tools/images/out/ (OCI archives, refs, values.yaml): pause, CoreDNS, PostgreSQL, Redis, Prometheus, backend, data-collector, frontend (NAMES="a b" for some; NEXT_PUBLIC_API_URL/NEXT_PUBLIC_WS_URL for the frontend)
 	NEXT_PUBLIC_API_URL="$(NEXT_PUBLIC_API_URL)" NEXT_PUBLIC_WS_URL="$(NEXT_PUBLIC_WS_URL)" bash scripts/images/build.sh $(NAMES)
 
-demo: ## Build only helm and the local control plane, start it, helm install the chart, show the release (AGENTFORGE_DEMO_CLUSTER=current: your current kubectl context instead)
+demo: ## The real app on a single-node Kubernetes started here: tools, images, node, helm install, helm test, how to open it (AGENTFORGE_DEMO_CLUSTER=kwok: the simulated cluster; =current: your kubectl context)
 	bash scripts/demo.sh up
 
-demo-down: ## Remove what make demo created: the local cluster, or the release and namespace it made on your own cluster
+demo-down: ## Remove what make demo created: the node (restoring the machine) and the simulated cluster, or the release and namespace it made on your own cluster
 	bash scripts/demo.sh down
 
 test: tools ## Run every test: lint, generated-docs check, render, real-server, app-conformance and cluster tests

@@ -63,7 +63,7 @@ def post(base: str, path: str, body: dict, client: str, token: str | None = None
 def user_with_conversation(base: str, index: int) -> tuple[str, str]:
     """A new user (a free one may hold 2 WebSockets), logged in, with a conversation: (token, conversation id)."""
     client = f"198.51.100.{index + 10}"
-    account = {"email": f"bench-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12),
+    account = {"email": f"bench-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12) + "Aa1",
                "display_name": "Bench"}
     post(base, "/api/v1/auth/register", account, client)
     token = post(base, "/api/v1/auth/login", {"email": account["email"], "password": account["password"]},

@@ -77,7 +77,7 @@ first_user() {
   mkdir -p "$(dirname "$FIRST_USER")"
   if [[ ! -f $FIRST_USER ]]; then
     printf 'DEMO_EMAIL=demo@agentforge.example.com\nDEMO_PASSWORD=%s\n' \
-      "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >"$FIRST_USER"
+      "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')Aa1" >"$FIRST_USER"
   fi
   # shellcheck source=/dev/null
   source "$FIRST_USER"
@@ -86,7 +86,7 @@ first_user() {
     -d "{\"email\":\"$DEMO_EMAIL\",\"password\":\"$DEMO_PASSWORD\",\"display_name\":\"Demo\"}" \
     "$(backend_url)/api/v1/auth/register")
   case $code in
-    201 | 400 | 409) ;; # created, or there from an earlier run
+    201 | 400 | 409) ;; # created, or there from an earlier run (the backend answers 400 for a known email)
     *) echo "!!! registering the first user answered HTTP $code" >&2; return 1 ;;
   esac
 }
@@ -207,7 +207,7 @@ down() {
       --ignore-not-found --wait=true >/dev/null
     rm -f "$STATE"
   else
-    bash "$NODE" down
+    [[ ! -d $ROOT/.node/pids ]] || bash "$NODE" down
     bash "$ROOT/scripts/kube/cluster.sh" down
     rm -f "$FIRST_USER"
   fi

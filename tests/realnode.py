@@ -45,7 +45,9 @@ def node_kubeconfig() -> str:
     the node's kubeconfig path."""
     with _locked("node"):
         node("up")
-        subprocess.run(["bash", str(IMAGES_SH)], check=True, capture_output=True, timeout=3600)
+        built = subprocess.run(["bash", str(IMAGES_SH)], capture_output=True, text=True, timeout=3600)
+        if built.returncode != 0:
+            raise AssertionError(f"scripts/images/build.sh failed ({built.returncode}):\n{built.stderr}{built.stdout}")
         node("load", *sorted(str(p) for p in IMAGES_OUT.glob("*.tar")))
         return node("kubeconfig").strip()
 
@@ -93,9 +95,8 @@ class RealCli(Cli):
                 status = w["status"]
                 if status.get("readyReplicas", 0) < want or status.get("updatedReplicas", 0) < want:
                     return False
-                if status.get("replicas", 0) != want:  # old pods still terminating
-                    return False
-            return True
+            # Deployments do not count terminating pods: they are waited for here.
+            return not any(p["metadata"].get("deletionTimestamp") for p in self.pods(namespace))
         wait_for(ready, timeout=timeout, interval=2, what=f"every workload of {namespace} Ready")
 
 
@@ -214,7 +215,7 @@ def cpu_seconds(pod: dict, container: str) -> float:
 def main_pid(pod: dict, container: str) -> int:
     """The host pid of the container's first process (its PID 1)."""
     procs = (container_cgroup(pod, container, "pids") / "cgroup.procs").read_text().split()
-    return min(int(p) for p in procs if _ns_pid_is_one(int(p))) if procs else 0
+    return min((int(p) for p in procs if _ns_pid_is_one(int(p))), default=0)
 
 
 def _ns_pid_is_one(pid: int) -> bool:
@@ -243,7 +244,8 @@ def quantity(value: str | None) -> float:
 
 def footprint(cli: RealCli, namespace: str, seconds: float = 5.0) -> list[dict]:
     """Each running container's memory and CPU (cores, averaged over `seconds`) beside its requests and limits."""
-    pods = [p for p in cli.pods(namespace) if p["status"].get("phase") == "Running"]
+    pods = [p for p in cli.pods(namespace) if p["status"].get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")]
     rows, first = [], {}
     for pod in pods:
         for c in pod["spec"]["containers"]:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import netpol
 from chart import (
     CHART,
     RenderError,
@@ -401,9 +402,13 @@ class TestGrafanaOff:
 
     def test_prometheus_admits_nobody_of_the_release(self, grafana_off):
         objects = grafana_off
-        assert objects.find("NetworkPolicy", "agentforge-prometheus") is None
-        isolating = objects.get("NetworkPolicy", "agentforge-default-deny")
-        assert isolating["spec"]["podSelector"] is not None
+        policies = netpol.Cluster(objects.of_kind("NetworkPolicy"))
+        workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+        pods = [netpol.pod_of(w, f"10.0.0.{i + 1}") for i, w in enumerate(workloads)]
+        prometheus = next(p for p in pods if p.name == "agentforge-prometheus")
+        # A pod labelled as the bundled Grafana would be (were one started by hand) is refused too.
+        grafana = netpol.pod_of(render_chart().get("Deployment", "agentforge-grafana"), "10.0.1.1")
+        assert [p.name for p in pods + [grafana] if p is not prometheus and policies.allowed(p, prometheus, 9090)] == []
 
     def test_monitoring_off_wins(self):
         objects = render_chart({"monitoring": {"enabled": False}, "grafana": {"enabled": True}})

@@ -44,7 +44,7 @@ class Api:
 @pytest.fixture(scope="module")
 def user(real_cli, real_release):
     namespace, release, _ = real_release
-    account = {"email": f"kept-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12),
+    account = {"email": f"kept-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12) + "Aa1",
                "display_name": "Kept"}
     status, body = Api(real_cli, namespace, release).post("/api/v1/auth/register", account)
     assert status == 201, body
@@ -60,8 +60,13 @@ def logs_in(real_cli, namespace: str, release: str, account: dict) -> bool:
 def test_user_logs_in_after_upgrade(real_cli, real_release, user):
     namespace, release, _ = real_release
     secret_before = real_cli.get(namespace, "secret", f"{release}-secrets")["data"]
-    real_cli.upgrade(release, namespace, *realnode.chart_values())
+    pods_before = {p["metadata"]["name"] for p in real_cli.component_pods(namespace, "backend")}
+    # A changed pod annotation rolls the backend: new pods read the Secret the upgrade left.
+    real_cli.upgrade(release, namespace, *realnode.chart_values(),
+                     "--set-string", f"backend.podAnnotations.agentforge-test/rollout={secrets.token_hex(4)}")
     assert real_cli.get(namespace, "secret", f"{release}-secrets")["data"] == secret_before
+    pods_after = {p["metadata"]["name"] for p in real_cli.component_pods(namespace, "backend")}
+    assert pods_after and not pods_after & pods_before, (pods_before, pods_after)
     assert logs_in(real_cli, namespace, release, user)
 
 

@@ -39,7 +39,7 @@ def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):
     from playwright.sync_api import sync_playwright
 
     email = f"journey-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(12)
+    password = secrets.token_urlsafe(12) + "Aa1"  # the backend wants a digit and a capital
     sockets = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

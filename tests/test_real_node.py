@@ -88,6 +88,10 @@ def test_down_restores_the_machine(record_property):
     if node_sh("status").returncode == 0:
         pytest.fail(f"A node is already up ({NODE_SH} status): the machine's state before it cannot be compared. "
                     f"Run `{NODE_SH} down` first.", pytrace=False)
+    if os.path.exists("/sys/class/net/af-br0"):
+        pytest.fail("The node's bridge af-br0 exists, left by a node of another checkout (or a killed one): the "
+                    "machine's state before a node cannot be seen. Run `scripts/kube/node.sh down` in that checkout.",
+                    pytrace=False)
 
     before = snapshot()
     start = time.monotonic()

@@ -1073,7 +1073,8 @@ down() {
 
 # Pods first (with a short grace, so their shims end), then the daemons, then everything they left on the machine.
 down_unlocked() {
-  [[ -d $STATE ]] || return 0
+  # Nothing of a node here (never up, or already down): nothing to stop, and another kubelet's cgroups are not ours.
+  [[ -d $PIDS || -d $BEFORE ]] || return 0
   mkdir -p "$LOGS"
   local d t0=$SECONDS
   mark() { echo "down: $((SECONDS - t0))s $*" >>"$LOGS/down.log"; }
