@@ -116,6 +116,13 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)
 
 
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("real") and hasattr(item.config, "workerinput"):  # a pytest-xdist worker
+        pytest.fail("the real-pod tier (marker `real`) drives one node and one release: run it in one process "
+                    "(-p no:xdist), as ci/test.sh and `make test-real` do, and add -m 'not real' to run the other "
+                    "tiers on workers", pytrace=False)
+
+
 REAL_NAMESPACE = "af-real"
 REAL_RELEASE = "agentforge"
 
