@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chart import CHART, ROOT, load_yaml
+from chart import CHART, ROOT
 from cluster import Cli, wait_for
 
 NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
@@ -61,10 +61,6 @@ def chart_values() -> list[str]:
     return ["--values", str(IMAGES_OUT / "values.yaml"), "--values", str(NODE_VALUES)]
 
 
-def node_values() -> dict:
-    return load_yaml(NODE_VALUES.read_text())
-
-
 class RealCli(Cli):
     """helm and kubectl on the real node, with the pod-level helpers the tier needs."""
 
@@ -100,13 +96,9 @@ class RealCli(Cli):
         wait_for(ready, timeout=timeout, interval=2, what=f"every workload of {namespace} Ready")
 
 
-def service_ip(cli: Cli, namespace: str, name: str) -> str:
-    return cli.get(namespace, "service", name)["spec"]["clusterIP"]
-
-
 def resolve(cli: Cli, name: str) -> str:
     """A cluster DNS name resolved by the cluster's CoreDNS (asked directly, over UDP, from the node)."""
-    dns = service_ip(cli, "kube-system", "kube-dns")
+    dns = cli.get("kube-system", "service", "kube-dns")["spec"]["clusterIP"]
     query = _dns_query(name)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
