@@ -114,18 +114,16 @@ def main() -> int:
                 raise RuntimeError(f"a chat WebSocket was refused: HTTP {status}")
             sockets.append(conn)
 
-        pods = [p for p in cli.pods(NAMESPACE) if p["status"].get("phase") == "Running"]
-        cpu_before = {(p["metadata"]["name"], c["name"]): realnode.cpu_seconds(p, c["name"])
-                      for p in pods for c in p["spec"]["containers"]}
+        pods = realnode.running_pods(cli, NAMESPACE)
+        cpu_before = realnode.cpu_totals(pods)
         peak: dict[tuple[str, str], int] = {}
         stop = threading.Event()
 
         def sample_memory():
             while not stop.is_set():
-                for p in pods:
-                    for c in p["spec"]["containers"]:
-                        key = (p["metadata"]["name"], c["name"])
-                        peak[key] = max(peak.get(key, 0), realnode.memory_bytes(p, c["name"]))
+                for p, c in realnode.containers(pods):
+                    key = (p["metadata"]["name"], c["name"])
+                    peak[key] = max(peak.get(key, 0), realnode.memory_bytes(p, c["name"]))
                 stop.wait(2)
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
@@ -156,15 +154,7 @@ def main() -> int:
                 pass
             sock.close()
 
-        loaded = []
-        for p in pods:
-            for c in p["spec"]["containers"]:
-                key = (p["metadata"]["name"], c["name"])
-                res = c.get("resources", {})
-                loaded.append({"pod": key[0], "container": key[1], "memory_mib": round(peak[key] / 2**20, 1),
-                               "cpu_millicores": round((realnode.cpu_seconds(p, c["name"]) - cpu_before[key])
-                                                       / elapsed * 1000, 1),
-                               "requests": res.get("requests", {}), "limits": res.get("limits", {})})
+        loaded = realnode.usage(pods, cpu_before, elapsed, peak)
 
         print(f"\nload: {len(results)} requests in {elapsed:.1f} s ({len(results) / elapsed:.1f}/s), "
               f"{args.websockets} WebSockets open, {open_after} still open at the end")

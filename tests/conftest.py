@@ -108,7 +108,6 @@ def api(tmp_path_factory):
     yield from fakeapi.serve(tmp_path_factory.mktemp("fake-api"))
 
 
-
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         name = item.path.name

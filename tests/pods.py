@@ -167,6 +167,24 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
         b.close()
 
 
+def serve(listener: socket.socket, connect, closed: threading.Event) -> None:
+    """Accept on `listener` until `closed` (or the listener is closed); relay each client to a connection that
+    `connect()` opens."""
+    def loop() -> None:
+        while not closed.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = connect()
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+
+
 class Forwarder:
     """TCP relays between this machine's loopback and one pod's network namespace."""
 
@@ -198,25 +216,10 @@ class Forwarder:
         self.listeners.append(s)
         return s
 
-    def _serve(self, listener: socket.socket, connect) -> None:
-        def loop() -> None:
-            while not self.closed.is_set():
-                try:
-                    client, _ = listener.accept()
-                except OSError:
-                    return
-                try:
-                    upstream = connect()
-                except OSError:
-                    client.close()
-                    continue
-                threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
-        threading.Thread(target=loop, daemon=True).start()
-
     def service(self, address: str, upstream: Upstream) -> None:
         """Inside the pod: address:upstream.port relays to the real server on this machine."""
         listener = self._listen(address, upstream.port, inside=True)
-        self._serve(listener, lambda: socket.create_connection(("127.0.0.1", upstream.target_port), 10))
+        serve(listener, lambda: socket.create_connection(("127.0.0.1", upstream.target_port), 10), self.closed)
 
     def expose(self, container_port: int) -> int:
         """On this machine: a free 127.0.0.1 port that relays to the container port inside the pod."""
@@ -228,7 +231,7 @@ class Forwarder:
             s.connect((POD_ADDRESS, container_port))
             s.settimeout(None)
             return s
-        self._serve(listener, connect)
+        serve(listener, connect, self.closed)
         return listener.getsockname()[1]
 
     def close(self) -> None:

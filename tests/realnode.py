@@ -17,6 +17,7 @@ from pathlib import Path
 
 from chart import CHART, ROOT
 from cluster import Cli, wait_for
+from pods import serve
 
 NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
 IMAGES_SH = ROOT / "scripts" / "images" / "build.sh"
@@ -122,69 +123,39 @@ def _dns_a_record(answer: bytes, name: str) -> str:
     return socket.inet_ntoa(answer[-4:])
 
 
-class Relay:
-    """A TCP relay from 127.0.0.1:<port> to an address of the cluster (a Service's ClusterIP): what a browser on
-    this machine opens goes through the Service (kube-proxy) to a pod, as it would through an edge proxy."""
-
-    def __init__(self, target: tuple[str, int], port: int):
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", port), reuse_port=False)
-        self.port = self.server.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.server.close()
-
-
 @contextmanager
-def relays(targets: dict[int, tuple[str, int]]) -> Iterator[dict[int, Relay]]:
-    opened = {port: Relay(target, port) for port, target in targets.items()}
+def relays(targets: dict[int, tuple[str, int]]) -> Iterator[None]:
+    """TCP relays from 127.0.0.1:<port> to addresses of the cluster (Services' ClusterIPs): what a browser on this
+    machine opens goes through a Service (kube-proxy) to a pod, as it would through an edge proxy."""
+    closed, listeners = threading.Event(), []
+
+    def connect(target: tuple[str, int]) -> socket.socket:
+        upstream = socket.create_connection(target, timeout=10)
+        upstream.settimeout(None)
+        return upstream
     try:
-        yield opened
+        for port, target in targets.items():
+            listeners.append(socket.create_server(("127.0.0.1", port)))
+            serve(listeners[-1], lambda t=target: connect(t), closed)
+        yield
     finally:
-        for relay in opened.values():
-            relay.close()
+        closed.set()
+        for listener in listeners:
+            listener.close()
 
 
 # Container resource usage, read from the node's cgroups (cgroup v1, the kubelet's cgroupfs layout).
 CGROUP = Path("/sys/fs/cgroup")
 
 
+def container_status(pod: dict, container: str) -> dict:
+    """The status of one of a pod's containers."""
+    return next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
+
+
 def container_cgroup(pod: dict, container: str, controller: str) -> Path:
     """The cgroup folder of a running container of a pod, under one controller."""
-    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
-    cid = status["containerID"].split("://", 1)[1]
+    cid = container_status(pod, container)["containerID"].split("://", 1)[1]
     uid = pod["metadata"]["uid"]
     matches = list((CGROUP / controller / "kubepods").glob(f"**/pod{uid}/{cid}"))
     if not matches:
@@ -219,10 +190,6 @@ def _ns_pid_is_one(pid: int) -> bool:
     return bool(nspid) and nspid.group(1).split()[-1] == "1"
 
 
-def restart_count(pod: dict, container: str) -> int:
-    return next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)["restartCount"]
-
-
 def quantity(value: str | None) -> float:
     """A Kubernetes quantity as a number (bytes or cores)."""
     if value is None:
@@ -234,27 +201,46 @@ def quantity(value: str | None) -> float:
     return float(value)
 
 
-def footprint(cli: RealCli, namespace: str, seconds: float = 5.0) -> list[dict]:
-    """Each running container's memory and CPU (cores, averaged over `seconds`) beside its requests and limits."""
-    pods = [p for p in cli.pods(namespace) if p["status"].get("phase") == "Running"
+def running_pods(cli: RealCli, namespace: str) -> list[dict]:
+    return [p for p in cli.pods(namespace) if p["status"].get("phase") == "Running"
             and not p["metadata"].get("deletionTimestamp")]
-    rows, first = [], {}
-    for pod in pods:
-        for c in pod["spec"]["containers"]:
-            first[(pod["metadata"]["name"], c["name"])] = cpu_seconds(pod, c["name"])
-    time.sleep(seconds)
-    for pod in pods:
-        for c in pod["spec"]["containers"]:
-            key = (pod["metadata"]["name"], c["name"])
-            res = c.get("resources", {})
-            rows.append({
-                "pod": key[0], "container": key[1],
-                "component": pod["metadata"]["labels"].get("app.kubernetes.io/component"),
-                "memory_mib": round(memory_bytes(pod, c["name"]) / 2**20, 1),
-                "cpu_millicores": round((cpu_seconds(pod, c["name"]) - first[key]) / seconds * 1000, 1),
-                "requests": res.get("requests", {}), "limits": res.get("limits", {}),
-            })
+
+
+def containers(pods: list[dict]) -> Iterator[tuple[dict, dict]]:
+    """(pod, container spec) of every container of the pods."""
+    return ((pod, c) for pod in pods for c in pod["spec"]["containers"])
+
+
+def cpu_totals(pods: list[dict]) -> dict[tuple[str, str], float]:
+    """{(pod, container): CPU-seconds used so far}."""
+    return {(pod["metadata"]["name"], c["name"]): cpu_seconds(pod, c["name"]) for pod, c in containers(pods)}
+
+
+def usage(pods: list[dict], cpu_before: dict[tuple[str, str], float], seconds: float,
+          memory: dict[tuple[str, str], int] | None = None) -> list[dict]:
+    """Each container's memory (`memory`'s figure, else now) and CPU over the last `seconds` (since `cpu_before`),
+    beside its requests and limits."""
+    rows = []
+    for pod, c in containers(pods):
+        key = (pod["metadata"]["name"], c["name"])
+        used = memory[key] if memory is not None else memory_bytes(pod, c["name"])
+        res = c.get("resources", {})
+        rows.append({
+            "pod": key[0], "container": key[1],
+            "component": pod["metadata"]["labels"].get("app.kubernetes.io/component"),
+            "memory_mib": round(used / 2**20, 1),
+            "cpu_millicores": round((cpu_seconds(pod, c["name"]) - cpu_before[key]) / seconds * 1000, 1),
+            "requests": res.get("requests", {}), "limits": res.get("limits", {}),
+        })
     return rows
+
+
+def footprint(cli: RealCli, namespace: str, seconds: float = 5.0) -> list[dict]:
+    """Each running container's memory, and its CPU averaged over `seconds`, beside its requests and limits."""
+    pods = running_pods(cli, namespace)
+    before = cpu_totals(pods)
+    time.sleep(seconds)
+    return usage(pods, before, seconds)
 
 
 def write_artifact(name: str, data: object) -> Path:

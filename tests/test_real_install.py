@@ -42,9 +42,8 @@ def test_every_pod_ready_by_its_probes_within_its_startup_budget(real_cli, real_
         name = pod["metadata"]["name"]
         ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True", f"{name}: {pod['status']}"
-        statuses = {s["name"]: s for s in pod["status"]["containerStatuses"]}
         for container in pod["spec"]["containers"]:
-            status = statuses[container["name"]]
+            status = realnode.container_status(pod, container["name"])
             assert status["restartCount"] == 0, f"{name}/{status['name']} restarted: {status.get('lastState')}"
             took = (_time(ready["lastTransitionTime"]) - _time(status["state"]["running"]["startedAt"])).total_seconds()
             budget = startup_budget(container)

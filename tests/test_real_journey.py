@@ -31,8 +31,8 @@ def edge(real_cli, real_release):
     for port, component in ((3000, "frontend"), (8000, "backend")):
         name = f"{release}-{component}.{namespace}.svc.{domain}"
         targets[port] = (realnode.resolve(real_cli, name), port)
-    with realnode.relays(targets) as opened:
-        yield opened
+    with realnode.relays(targets):
+        yield
 
 
 def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):

@@ -28,7 +28,7 @@ def restarted(real_cli, namespace: str, name: str, container: str, before: int) 
     """The pod once its container restarted and is Ready again."""
     def ready_again():
         pod = real_cli.get(namespace, "pod", name)
-        status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
+        status = realnode.container_status(pod, container)
         return pod if status["restartCount"] > before and status.get("ready") else None
     return wait_for(ready_again, timeout=300, interval=2, what=f"{name}/{container} restarted and Ready")
 
@@ -38,12 +38,12 @@ def test_killed_main_process_is_restarted_and_ready_again(real_cli, real_release
     namespace, _, _ = real_release
     pod = running_pod(real_cli, namespace, component)
     container = component
-    before = realnode.restart_count(pod, container)
+    before = realnode.container_status(pod, container)["restartCount"]
     pid = realnode.main_pid(pod, container)
     assert pid, f"no main process found for {pod['metadata']['name']}/{container}"
     os.kill(pid, signal.SIGKILL)
     pod = restarted(real_cli, namespace, pod["metadata"]["name"], container, before)
-    last = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)["lastState"]
+    last = realnode.container_status(pod, container)["lastState"]
     assert last["terminated"]["exitCode"] == 137, last
 
 
@@ -59,14 +59,14 @@ def test_container_past_its_memory_limit_is_oom_killed_and_restarted(real_cli, r
                               ["resources"]["limits"]["memory"])
     cgroup_limit = int((realnode.container_cgroup(pod, container, "memory") / "memory.limit_in_bytes").read_text())
     assert cgroup_limit == limit, f"the cgroup's limit {cgroup_limit} is not the pod's {limit}"
-    before = realnode.restart_count(pod, container)
+    before = realnode.container_status(pod, container)["restartCount"]
     with open(f"/proc/{realnode.main_pid(pod, container)}/oom_score_adj", "w") as score:
         score.write("1000")
     hog = ("require('fs').writeFileSync('/proc/self/oom_score_adj', '0');"
            "const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1));")
     real_cli.exec(namespace, name, "node", "-e", hog, container=container, check=False, timeout=120)
     pod = restarted(real_cli, namespace, name, container, before)
-    last = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)["lastState"]
+    last = realnode.container_status(pod, container)["lastState"]
     assert last["terminated"]["reason"] == "OOMKilled", last
 
 

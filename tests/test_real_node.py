@@ -18,12 +18,12 @@ import time
 
 import pytest
 
-from chart import ROOT
+import realnode
+from cluster import Cli, wait_for
 
 pytestmark = pytest.mark.real
 
-NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
-PAUSE_REF = ROOT / ".tools" / "images" / "out" / "pause.ref"
+NODE_SH = realnode.NODE_SH
 NAMESPACE = "af-real-node"
 UP_TIMEOUT = 3600  # a cold `up` builds kubelet, kube-proxy, containerd, kube-router and the pause/CoreDNS images
 DOWN_TIMEOUT = 300
@@ -40,14 +40,6 @@ def snapshot() -> str:
     assert proc.returncode == 0, proc.stderr
     return "".join(line for line in proc.stdout.splitlines(keepends=True)
                    if "/buildah-" not in line and "/.tools/images/storage/" not in line)
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run([str(ROOT / ".tools" / "bin" / "kubectl"), "--kubeconfig", kubeconfig, *args],
-                          input=stdin, capture_output=True, text=True, timeout=120)
-    if check:
-        assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
 
 
 def objects(pause_ref: str) -> str:
@@ -68,13 +60,6 @@ def objects(pause_ref: str) -> str:
               "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress", "Egress"],
                        "ingress": [{"from": [{"podSelector": {"matchLabels": labels}}]}]}}
     return "\n".join(json.dumps(o) for o in (pod, service, policy))
-
-
-def wait_until(what: str, check, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s"
-        time.sleep(1)
 
 
 def iptables_rules() -> str:
@@ -99,16 +84,15 @@ def test_down_restores_the_machine(record_property):
     try:
         assert up.returncode == 0, f"node.sh up failed:\n{up.stderr}"
         record_property("timing: node.sh up", f"{time.monotonic() - start:.0f} s")
-        kubeconfig = up.stdout.strip().splitlines()[-1]
-        kubectl(kubeconfig, "create", "namespace", NAMESPACE)
-        kubectl(kubeconfig, "apply", "-f", "-", stdin=objects(PAUSE_REF.read_text().strip()))
-        kubectl(kubeconfig, "-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s")
-        cluster_ip = kubectl(kubeconfig, "-n", NAMESPACE, "get", "service", "probe", "-o",
-                             "jsonpath={.spec.clusterIP}")
+        cli = Cli(up.stdout.strip().splitlines()[-1])
+        cli.kubectl("create", "namespace", NAMESPACE)
+        cli.kubectl("apply", "-f", "-", input=objects(realnode.image_ref("pause")))
+        cli.kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s")
+        cluster_ip = cli.get(NAMESPACE, "service", "probe")["spec"]["clusterIP"]
         # Each writer's state is there before down: kube-proxy's Service rules, kube-router's policy chains, the
         # pod's veth on the bridge.
-        wait_until("kube-proxy's rules for the Service", lambda: f"-d {cluster_ip}/32" in iptables_rules())
-        wait_until("kube-router's chains for the NetworkPolicy", lambda: ":KUBE-NWPLCY-" in iptables_rules())
+        wait_for(lambda: f"-d {cluster_ip}/32" in iptables_rules(), what="kube-proxy's rules for the Service")
+        wait_for(lambda: ":KUBE-NWPLCY-" in iptables_rules(), what="kube-router's chains for the NetworkPolicy")
     finally:
         start = time.monotonic()
         down = node_sh("down", timeout=DOWN_TIMEOUT)
