@@ -22,6 +22,19 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false -p=2"
 link() { ln -sfn "$1" "$TOOLS/bin/$(basename "$1")"; }
 now() { date +%s; }
 
+# once DIR WHAT COMMAND...: unless DIR holds the stamp of a finished build, empty DIR and run COMMAND to fill it;
+# a build cut short leaves no stamp, so the next run starts it again.
+once() {
+  local dir=$1 what=$2 t0
+  shift 2
+  [[ -f $dir/.complete ]] && return
+  t0=$(now)
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$@"
+  touch "$dir/.complete"
+  echo "built $what in $(($(now) - t0))s"
+}
+
 # --- Kubernetes ----------------------------------------------------------------
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every k8s.io/*
 # staging module with ./staging/src/..., which the module zip lacks. A wrapper
@@ -70,44 +83,40 @@ build_kubernetes() {
 # --- etcd ----------------------------------------------------------------------
 # go.etcd.io/etcd/server/v3 holds the etcd main package but replaces its sibling
 # modules with ../ paths, so it too is built through a wrapper module.
+install_etcd() {
+  local v=$1 dir=$2
+  mkdir -p "$dir/src"
+  printf 'module agentforge.local/etcdbuild\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$v" >"$dir/src/go.mod"
+  (cd "$dir/src" && go get "go.etcd.io/etcd/server/v3@$v" \
+    "go.etcd.io/etcd/api/v3@$v" "go.etcd.io/etcd/client/pkg/v3@$v" \
+    "go.etcd.io/etcd/client/v3@$v" "go.etcd.io/etcd/pkg/v3@$v" &&
+    go build -ldflags "-s -w" -o "$dir/etcd" go.etcd.io/etcd/server/v3)
+}
 build_etcd() {
   local v=$ETCD_VERSION dir="$TOOLS/etcd-$ETCD_VERSION"
-  if [[ ! -f $dir/.complete ]]; then
-    local t0; t0=$(now)
-    rm -rf "$dir" && mkdir -p "$dir/src"
-    printf 'module agentforge.local/etcdbuild\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$v" >"$dir/src/go.mod"
-    (cd "$dir/src" && go get "go.etcd.io/etcd/server/v3@$v" \
-      "go.etcd.io/etcd/api/v3@$v" "go.etcd.io/etcd/client/pkg/v3@$v" \
-      "go.etcd.io/etcd/client/v3@$v" "go.etcd.io/etcd/pkg/v3@$v" &&
-      go build -ldflags "-s -w" -o "$dir/etcd" go.etcd.io/etcd/server/v3)
-    touch "$dir/.complete"
-    echo "built etcd $v in $(($(now) - t0))s"
-  fi
+  once "$dir" "etcd $v" install_etcd "$v" "$dir"
   link "$dir/etcd"
 }
 
 # --- kwok ----------------------------------------------------------------------
 # kwok's go.mod has no replace directives, so plain `go install` works.
+install_kwok() {
+  local v=$1 dir=$2 src
+  GOBIN="$dir" go install -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" \
+    "sigs.k8s.io/kwok/cmd/kwok@$v" "sigs.k8s.io/kwok/cmd/kwokctl@$v"
+  # kwok's default Stages (node heartbeat, pod ready/delete), as shipped in the same
+  # module: cluster.sh passes them with its own, since kwokctl drops every default
+  # Stage as soon as one Stage is given.
+  src=$(go mod download -json "sigs.k8s.io/kwok@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  mkdir -p "$dir/stages"
+  cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
+    "$src"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    "$src"/kustomize/stage/pod/fast/pod-ready.yaml \
+    "$src"/kustomize/stage/pod/fast/pod-delete.yaml "$dir/stages/"
+}
 build_kwok() {
   local v=$KWOK_VERSION dir="$TOOLS/kwok-$KWOK_VERSION"
-  if [[ ! -f $dir/.complete ]]; then
-    local t0; t0=$(now)
-    rm -rf "$dir" && mkdir -p "$dir"
-    GOBIN="$dir" go install -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" \
-      "sigs.k8s.io/kwok/cmd/kwok@$v" "sigs.k8s.io/kwok/cmd/kwokctl@$v"
-    # kwok's default Stages (node heartbeat, pod ready/delete), as shipped in the same
-    # module: cluster.sh passes them with its own, since kwokctl drops every default
-    # Stage as soon as one Stage is given.
-    local src
-    src=$(go mod download -json "sigs.k8s.io/kwok@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-    mkdir -p "$dir/stages"
-    cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
-      "$src"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-      "$src"/kustomize/stage/pod/fast/pod-ready.yaml \
-      "$src"/kustomize/stage/pod/fast/pod-delete.yaml "$dir/stages/"
-    touch "$dir/.complete"
-    echo "built kwok+kwokctl $v in $(($(now) - t0))s"
-  fi
+  once "$dir" "kwok+kwokctl $v" install_kwok "$v" "$dir"
   link "$dir/kwok"
   link "$dir/kwokctl"
 }
@@ -118,15 +127,9 @@ build_kwok() {
 # cgo the btrfs snapshotter drops out, which the node (overlayfs) does not use.
 build_containerd() {
   local v=$CONTAINERD_VERSION dir="$TOOLS/containerd-$CONTAINERD_VERSION" m=github.com/containerd/containerd/v2
-  if [[ ! -f $dir/.complete ]]; then
-    local t0; t0=$(now)
-    rm -rf "$dir" && mkdir -p "$dir"
-    GOBIN="$dir" go install -tags urfave_cli_no_docs \
-      -ldflags "-s -w -X $m/version.Version=$v -X $m/version.Package=$m" \
-      "$m/cmd/containerd@$v" "$m/cmd/containerd-shim-runc-v2@$v" "$m/cmd/ctr@$v"
-    touch "$dir/.complete"
-    echo "built containerd, containerd-shim-runc-v2, ctr $v in $(($(now) - t0))s"
-  fi
+  once "$dir" "containerd, containerd-shim-runc-v2, ctr $v" env GOBIN="$dir" go install -tags urfave_cli_no_docs \
+    -ldflags "-s -w -X $m/version.Version=$v -X $m/version.Package=$m" \
+    "$m/cmd/containerd@$v" "$m/cmd/containerd-shim-runc-v2@$v" "$m/cmd/ctr@$v"
   link "$dir/containerd"
   link "$dir/containerd-shim-runc-v2"
   link "$dir/ctr"
@@ -137,15 +140,9 @@ build_containerd() {
 # routing, service proxy or CNI). Plain `go install` works: no replace directives.
 build_kube_router() {
   local v=$KUBE_ROUTER_VERSION dir="$TOOLS/kube-router-$KUBE_ROUTER_VERSION"
-  if [[ ! -f $dir/.complete ]]; then
-    local t0; t0=$(now)
-    rm -rf "$dir" && mkdir -p "$dir"
-    GOBIN="$dir" go install \
-      -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$v" \
-      "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$v"
-    touch "$dir/.complete"
-    echo "built kube-router $v in $(($(now) - t0))s"
-  fi
+  once "$dir" "kube-router $v" env GOBIN="$dir" go install \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$v" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$v"
   link "$dir/kube-router"
 }
 
