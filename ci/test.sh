@@ -13,9 +13,14 @@ export PATH="$PWD/.tools/bin:$PATH"
 echo "== lint"
 bash ci/lint.sh
 
-# What this script started, stopped when it exits.
+# What this script started, stopped when it exits (or once it has served).
 stop=()
-trap 'for command in "${stop[@]}"; do $command >/dev/null 2>&1 || true; done' EXIT
+stop_started() {
+  local command
+  for command in "${stop[@]}"; do $command >/dev/null 2>&1 || true; done
+  stop=()
+}
+trap stop_started EXIT
 
 if [[ -z ${KUBECONFIG:-} ]]; then
   if ! bash scripts/kube/cluster.sh status; then
@@ -29,20 +34,21 @@ if [[ -z ${KUBECONFIG:-} ]]; then
   export KUBECONFIG
 fi
 
-# pytest exits 5 when it collects no test: that fails this script like any other error.
+# pytest exits 5 when it collects no test: that fails this script like any other error. --dist loadfile keeps each
+# file on one worker (e2e modules share a release).
+pytest=(.venv/bin/python -m pytest -p no:cacheprovider --durations=15)
+on_workers=(-n 2 --dist loadfile)
 if (($#)); then
   echo "== tests ($*)"
-  .venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 "$@"
+  "${pytest[@]}" "${on_workers[@]}" "$@"
   exit
 fi
 
 echo "== tests: render, real-server, app-conformance and end-to-end tiers"
-# One pytest run for these tiers; --dist loadfile keeps each file on one worker (e2e modules share a release).
 failed=0
-.venv/bin/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --durations=15 -m "not real" || failed=$?
+"${pytest[@]}" "${on_workers[@]}" -m "not real" || failed=$?
 # The simulated cluster has served its tier: its processes leave the node's tier the machine's cores.
-for command in "${stop[@]}"; do $command >/dev/null 2>&1 || true; done
-stop=()
+stop_started
 
 echo "== images (make images: every image the chart runs, built from the application's source and Debian's packages)"
 bash scripts/images/build.sh
@@ -51,5 +57,5 @@ echo "== tests: the real-pod tier (the chart's pods as real containers on the lo
 # One process, in the order tests/conftest.py gives: it drives one node and one release. The node is stopped, and
 # the machine restored, when it ends (its first test proves that `node.sh down` restores it).
 bash scripts/kube/node.sh status 2>/dev/null || stop+=("bash scripts/kube/node.sh down")
-.venv/bin/python -m pytest -m real -p no:cacheprovider -p no:xdist --durations=15 || failed=$?
+"${pytest[@]}" -m real -p no:xdist || failed=$?
 exit "$failed"
