@@ -289,6 +289,11 @@ def closed_schema(schema: dict) -> dict:
     return schema
 
 
+def argv(c: dict) -> list[str]:
+    """What a container runs: its command, then its args (as Kubernetes joins them when both are set)."""
+    return [*c.get("command", []), *c.get("args", [])]
+
+
 def flag(command: list[str], name: str) -> str | None:
     """Value of `--name=value` in a command line (None when absent; two occurrences fail)."""
     values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"--{name}=")]

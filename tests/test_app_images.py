@@ -10,7 +10,7 @@ import pytest
 
 import appsrc
 from appstack import Stack, release
-from chart import CHART, container, env_of, load_yaml, pod_spec
+from chart import CHART, argv, container, env_of, load_yaml, pod_spec
 
 pytestmark = pytest.mark.app
 PYTHON_COMPONENTS = ["backend", "data-collector"]
@@ -43,7 +43,8 @@ def test_rendered_layout_is_the_dockerfiles(app_ready, component):
     stage = appsrc.parse_dockerfile(appsrc.source_root() / target.dockerfile)[-1]
     c = container(release("default").workload(component), component)
     assert env_of(c)["PYTHONPATH"]["value"] == stage.env["PYTHONPATH"]
-    module = c["command"][c["command"].index("uvicorn") + 1].split(":")[0]
+    command = argv(c)
+    module = command[command.index("uvicorn") + 1].split(":")[0]
     image = appsrc.python_image(component)
     root = stage.env["PYTHONPATH"]
     mount = next(m for m in image.mounts if root == m or root.startswith(m + "/"))

@@ -20,7 +20,7 @@ import pytest
 
 import appsrc
 from appstack import Stack, distinct_scenarios, release
-from chart import RenderError, render_chart
+from chart import RenderError, argv, render_chart
 
 pytestmark = pytest.mark.app
 
@@ -98,7 +98,7 @@ CASES = [(scenario, component, container, image)
 def read_by_code(scenario: str, component: str, container: str, image: str) -> dict:
     stack = Stack(release(scenario))
     try:
-        command = stack.rel.container(component, container).get("command", [])
+        command = argv(stack.rel.container(component, container))
         entry = ["--alembic"] if "alembic" in command else [command[command.index("uvicorn") + 1].split(":")[0]]
         return stack.run_python(component, container, appsrc.python_image(image), READ_BY_CODE, *entry)
     finally:

@@ -2,13 +2,14 @@
 
 import pytest
 
-from chart import SCENARIOS, container, flag, pod_spec, render_chart, render_error
+from chart import SCENARIOS, argv, container, flag, pod_spec, render_chart, render_error
 
 BACKEND = "agentforge-backend"
 
 
 def backend_command(objects):
-    return container(objects.get("Deployment", BACKEND), "backend")["command"]
+    """The server's command line: the container's args, which its command (the Redis wait) execs."""
+    return container(objects.get("Deployment", BACKEND), "backend")["args"]
 
 
 
@@ -38,8 +39,8 @@ class TestServerCommand:
     def test_module_port_and_layout(self, default_render):
         deployment = default_render.get("Deployment", BACKEND)
         c = container(deployment, "backend")
-        assert c["command"][1] == "backend.gateway.main:app"
-        assert flag(c["command"], "port") == "8000"
+        assert c["args"][1] == "backend.gateway.main:app"
+        assert flag(c["args"], "port") == "8000"
         assert c["workingDir"] == "/app"
         assert {"name": "PYTHONPATH", "value": "/app"} in c["env"]
         assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
@@ -113,7 +114,7 @@ class TestProbesAndShutdown:
         spec = pod_spec(deployment)
         c = container(deployment, "backend")
         pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-        drain = int(flag(c["command"], "timeout-graceful-shutdown"))
+        drain = int(flag(argv(c), "timeout-graceful-shutdown"))
         assert pre_stop > 0 and drain >= 30
         assert spec["terminationGracePeriodSeconds"] > pre_stop + drain
 

@@ -17,6 +17,7 @@ from test_security import restricted_violations
 from chart import (
     CHART,
     SCENARIOS,
+    argv,
     component_name,
     container,
     deep_merge,
@@ -182,6 +183,39 @@ class TestPriorityClass:
 
 # --------------------------------------------------------------------------------- sidecars and init containers
 
+class TestLifecycle:
+    """Every component takes its grace period and its lifecycle hooks from values; the HTTP servers sleep in preStop
+    by default, so that endpoints drop a stopping pod before its server stops accepting."""
+
+    @pytest.mark.parametrize("component", COMPONENTS)
+    def test_grace_period_is_the_value(self, component):
+        seconds = VALUES[component]["terminationGracePeriodSeconds"] + 17
+        objects = render_chart({component: {"terminationGracePeriodSeconds": seconds}})
+        assert pod_spec(workload(objects, component))["terminationGracePeriodSeconds"] == seconds
+
+    @pytest.mark.parametrize("component", COMPONENTS)
+    def test_hooks_of_your_own_replace_the_charts(self, component):
+        hooks = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "echo bye"]}}}
+        objects = render_chart({component: {"lifecycleHooks": hooks}})
+        assert container(workload(objects, component), COMPONENTS[component][1])["lifecycle"] == hooks
+
+    @pytest.mark.parametrize("component", ["backend", "frontend", "dataCollector"])
+    def test_http_servers_sleep_then_drain_within_the_grace_period(self, default_render, component):
+        deployment = workload(default_render, component)
+        c = container(deployment, COMPONENTS[component][1])
+        sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        drain = int(flag(argv(c), "timeout-graceful-shutdown") or 0)
+        assert sleep == VALUES[component]["preStopSleepSeconds"] >= 5
+        assert pod_spec(deployment)["terminationGracePeriodSeconds"] > sleep + drain
+
+    @pytest.mark.parametrize("component", ["redis", "prometheus", "grafana"])
+    def test_no_hook_unless_asked(self, default_render, component):
+        assert "lifecycle" not in container(workload(default_render, component), COMPONENTS[component][1])
+
+    def test_an_unknown_hook_is_refused_by_name(self):
+        assert "preStp" in render_error({"frontend": {"lifecycleHooks": {"preStp": {"sleep": {"seconds": 5}}}}})
+
+
 class TestSidecars:
     @pytest.mark.parametrize("component", COMPONENTS)
     def test_rendered_with_tpl_secured_and_restricted(self, component):
@@ -298,7 +332,7 @@ class TestOneServerProcess:
         side = {**SIDECAR, "command": ["uvicorn", "exporter.main:app", "--workers=4", "--port=9100"]}
         objects = render_chart({"backend": {"extraContainers": [side]}})
         deployment = workload(objects, "backend")
-        assert flag(container(deployment, "backend")["command"], "workers") == "1"
+        assert flag(argv(container(deployment, "backend")), "workers") == "1"
         assert [c["name"] for c in pod_spec(deployment)["containers"]] == ["backend", "side"]
 
     @pytest.mark.parametrize("component", COMPONENTS)

@@ -403,6 +403,26 @@ resources:
 {{- end -}}
 
 {{/*
+The `lifecycle` of a component's main container: (list .Values.<component> DEFAULT-LIFECYCLE-DICT). The component's
+`lifecycleHooks`, when set, replace the chart's default; an empty result renders nothing.
+*/}}
+{{- define "agentforge.lifecycle" -}}
+{{- with (index . 0).lifecycleHooks | default (index . 1) -}}
+lifecycle:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The chart's default lifecycle of an HTTP server ($values with preStopSleepSeconds): a preStop sleep, so that endpoints
+and proxies drop the pod before its server gets SIGTERM and stops accepting. The kubelet's own sleep action: the
+image needs no `sleep` binary.
+*/}}
+{{- define "agentforge.preStopSleep" -}}
+{{- toYaml (dict "preStop" (dict "sleep" (dict "seconds" (int .preStopSleepSeconds)))) -}}
+{{- end -}}
+
+{{/*
 A value of the values rendered with tpl, so that it may name the release ({{ .Release.Name }},
 {{ include "agentforge.fullname" . }}): (list $ VALUE). A string is rendered as it is, anything else as its YAML.
 Every extra* value goes through it (extraEnv, extraEnvFrom, extraVolumes, extraVolumeMounts, extraContainers,

@@ -11,10 +11,16 @@ else), so `helm template`, `helm install` and `helm upgrade` all refuse before a
 {{- $v := .Values -}}
 {{- $errors := list -}}
 
-{{- /* The backend's grace period must cover the preStop sleep plus uvicorn's graceful shutdown. */ -}}
-{{- $drain := add $v.backend.preStopSleepSeconds $v.backend.server.gracefulShutdownSeconds -}}
-{{- if lt (int $v.backend.terminationGracePeriodSeconds) (int $drain) -}}
-{{- $errors = append $errors (printf "backend.terminationGracePeriodSeconds (%d) must be at least backend.preStopSleepSeconds (%d) + backend.server.gracefulShutdownSeconds (%d) = %d: a shorter one kills WebSockets in the middle of their drain" (int $v.backend.terminationGracePeriodSeconds) (int $v.backend.preStopSleepSeconds) (int $v.backend.server.gracefulShutdownSeconds) (int $drain)) -}}
+{{- /* An HTTP server's grace period must cover its preStop sleep plus its server's graceful shutdown (uvicorn's
+--timeout-graceful-shutdown; Next.js has none and exits at once): the kubelet counts the sleep against it. */ -}}
+{{- range $component := list "backend" "frontend" "dataCollector" -}}
+{{- $c := index $v $component -}}
+{{- $graceful := 0 -}}
+{{- if $c.server -}}{{- $graceful = int $c.server.gracefulShutdownSeconds -}}{{- end -}}
+{{- $drain := add $c.preStopSleepSeconds $graceful -}}
+{{- if le (int $c.terminationGracePeriodSeconds) (int $drain) -}}
+{{- $errors = append $errors (printf "%s.terminationGracePeriodSeconds (%d) must exceed %s.preStopSleepSeconds (%d)%s = %d: the kubelet kills the pod when it ends, in the middle of the requests it drains" $component (int $c.terminationGracePeriodSeconds) $component (int $c.preStopSleepSeconds) (ternary (printf " + %s.server.gracefulShutdownSeconds (%d)" $component $graceful) "" (hasKey $c "server")) (int $drain)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- /* Server arguments that would start more than one process, or recycle or reload the only one: the in-memory
