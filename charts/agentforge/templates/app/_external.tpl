@@ -175,16 +175,6 @@ while True:
 {{- end -}}
 
 {{/*
-The backend container's command ($): agentforge.redisClientWait, then exec of its arguments (the uvicorn command line),
-so uvicorn is the container's process and gets the kubelet's SIGTERM itself.
-*/}}
-{{- define "agentforge.redisWaitThenExec" -}}
-{{ include "agentforge.redisClientWait" . }}
-import sys
-os.execvp(sys.argv[1], sys.argv[1:])
-{{- end -}}
-
-{{/*
 Constraints on externalDatabase and externalRedis that the schema cannot express ($), as a JSON list of messages
 for agentforge.validateValues.
 */}}
