@@ -315,10 +315,13 @@ class TestEgress:
             "extraTo": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 25, "protocol": "TCP"}]}],
         }}}))
 
-    def test_off_by_default(self, default_render):
+    def test_off_by_default_but_for_the_data_collector(self, default_render):
         scene = Scene({})
-        assert not any("Egress" in p["spec"]["policyTypes"] for p in default_render.of_kind("NetworkPolicy"))
+        egress = [p["metadata"]["name"] for p in default_render.of_kind("NetworkPolicy")
+                  if "Egress" in p["spec"]["policyTypes"]]
+        assert egress == ["agentforge-data-collector-egress"]
         assert scene.cluster.allowed(scene.pod("backend"), self.LLM_API, 443)
+        assert scene.cluster.allowed(scene.pod("backend"), TestCollectorEgress.METADATA, 80)
 
     def test_in_release_matrix_unchanged(self, scene):
         assert scene.matrix() == EXTERNAL_DATABASE - {("backend", "redis", 6379)}
@@ -330,23 +333,22 @@ class TestEgress:
             assert not scene.cluster.allowed(pod, self.KUBE_DNS, 80), pod.name
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("data-collector", True), ("frontend", False), ("migrations", False),
-        ("prometheus", False), ("grafana", False)])
-    def test_https_to_allowed_cidrs_for_the_app_only(self, scene, component, allowed):
+        ("backend", True), ("frontend", False), ("migrations", False), ("prometheus", False), ("grafana", False)])
+    def test_https_to_allowed_cidrs_for_the_backend_only(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.LLM_API, 443) is allowed
         assert not scene.cluster.allowed(pod, self.LLM_API, 80)
         assert not scene.cluster.allowed(pod, self.ELSEWHERE, 443)
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("data-collector", False), ("migrations", True), ("frontend", False), ("grafana", False)])
+        ("backend", True), ("migrations", True), ("frontend", False), ("grafana", False)])
     def test_external_database_cidr(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.DATABASE, 5432) is allowed
         assert not scene.cluster.allowed(pod, self.ELSEWHERE, 5432)
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("data-collector", False), ("migrations", False), ("frontend", False)])
+        ("backend", True), ("migrations", False), ("frontend", False)])
     def test_external_redis_without_cidr_opens_its_port_only(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.ELSEWHERE, 6379) is allowed
@@ -365,7 +367,12 @@ class TestEgress:
     def test_extra_to_for_every_pod(self, scene):
         for pod in scene.pods:
             assert scene.cluster.allowed(pod, self.ELSEWHERE, 25), pod.name
-            assert not scene.cluster.allowed(pod, self.ELSEWHERE, 26), pod.name
+            if pod.name != "data-collector":  # which reaches every public address (TestCollectorEgress)
+                assert not scene.cluster.allowed(pod, self.ELSEWHERE, 26), pod.name
+        private = External("private", "10.1.2.3")
+        values = {"networkPolicy": {"egress": {"extraTo": [{"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}]}]}}}
+        scene = Scene(values)
+        assert scene.cluster.allowed(scene.pod("data-collector"), private, 25), "extraTo opens the collector's too"
 
     def test_without_cidrs_the_ports_are_open_to_any_address(self):
         scene = Scene(merged(EXTERNAL_DB, {"networkPolicy": {"egress": {"enabled": True}}}))
@@ -377,3 +384,51 @@ class TestEgress:
         assert allowed(scene.pod("prometheus"), self.API_SERVER, 6443)
         assert not allowed(scene.pod("prometheus"), self.API_SERVER, 80)
         assert not allowed(scene.pod("backend"), self.LLM_API, 443), "no allowedCIDRs: no HTTPS"
+
+
+
+class TestCollectorEgress:
+    """The data collector fetches users' URLs and follows redirects unchecked: by default it reaches DNS and public
+    addresses, never the metadata endpoint, private ranges or the cluster's pods; allowedPrivateCIDRs opens chosen
+    internal sources. Whether networkPolicy.egress is on or not."""
+
+    PUBLIC = External("public-site", "198.51.100.7")
+    METADATA = External("metadata", "169.254.169.254")
+    INTERNAL = External("internal-source", "10.20.3.4")
+    SHARED = External("carrier-nat", "100.64.1.1")
+
+    @pytest.fixture(scope="class", params=[False, True], ids=["egress-off", "egress-on-to-anywhere"])
+    @classmethod
+    def scene(cls, request):
+        egress = {"enabled": True, "allowedCIDRs": ["0.0.0.0/0"]} if request.param else {}
+        return Scene({"networkPolicy": {"egress": egress}})
+
+    def test_public_addresses_and_dns_on_any_port(self, scene):
+        collector = scene.pod("data-collector")
+        for port in (80, 443, 8443):
+            assert scene.cluster.allowed(collector, self.PUBLIC, port), port
+        assert scene.cluster.allowed(collector, TestEgress.KUBE_DNS, 53, "UDP")
+
+    @pytest.mark.parametrize("target", ["METADATA", "INTERNAL", "SHARED"])
+    def test_no_link_local_private_or_shared_address(self, scene, target):
+        for port in (80, 443):
+            assert not scene.cluster.allowed(scene.pod("data-collector"), getattr(self, target), port)
+
+    def test_no_pod_of_the_cluster(self, scene):
+        collector = scene.pod("data-collector")
+        for pod in scene.pods + scene.outsiders:
+            if isinstance(pod, Pod) and pod is not collector:
+                assert not any(scene.cluster.allowed(collector, pod, port) for port in ALL_PORTS), pod.name
+
+    def test_the_backend_keeps_its_egress(self, scene):
+        assert scene.cluster.allowed(scene.pod("backend"), self.METADATA, 443)
+
+    def test_allowed_private_cidrs_open_chosen_sources(self):
+        scene = Scene({"networkPolicy": {"collectorEgress": {"allowedPrivateCIDRs": ["10.20.0.0/16"]}}})
+        collector = scene.pod("data-collector")
+        assert scene.cluster.allowed(collector, self.INTERNAL, 5432)
+        assert not scene.cluster.allowed(collector, self.METADATA, 80)
+        assert not scene.cluster.allowed(collector, External("other", "10.21.0.1"), 80)
+
+    def test_an_ipv6_denied_range_is_refused_by_name(self):
+        assert "deniedCIDRs" in render_error({"networkPolicy": {"collectorEgress": {"deniedCIDRs": ["fd00::/8"]}}})
