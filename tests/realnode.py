@@ -7,10 +7,13 @@ from __future__ import annotations
 import fcntl
 import json
 import re
+import secrets
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,6 +100,54 @@ class RealCli(Cli):
         wait_for(ready, timeout=timeout, interval=2, what=f"every workload of {namespace} Ready")
 
 
+def running_pod(real_cli, namespace: str, component: str) -> dict:
+    return wait_for(lambda: next((p for p in real_cli.component_pods(namespace, component)
+                                  if all(s.get("ready") for s in p["status"].get("containerStatuses", []))), None),
+                    timeout=300, interval=2, what=f"a Ready {component} pod")
+
+
+def restarted(real_cli, namespace: str, name: str, container: str, before: int) -> dict:
+    """The pod once its container restarted and is Ready again."""
+    def ready_again():
+        pod = real_cli.get(namespace, "pod", name)
+        status = container_status(pod, container)
+        return pod if status["restartCount"] > before and status.get("ready") else None
+    return wait_for(ready_again, timeout=300, interval=2, what=f"{name}/{container} restarted and Ready")
+
+
+# Connects to every target at once; a connection that neither succeeds nor is refused within 4 s was dropped.
+PROBE = """
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+targets = json.loads(sys.argv[1])
+def connect(target):
+    try:
+        socket.create_connection((target[0], target[1]), timeout=4).close()
+        return True
+    except OSError:
+        return False
+with ThreadPoolExecutor(len(targets) or 1) as pool:
+    print(json.dumps(list(pool.map(connect, targets))))
+"""
+
+
+def probe_from_pod(real_cli, pod: dict, targets: list[tuple[str, int]], image: str, index: int) -> list[bool]:
+    """Run PROBE in an ephemeral container of `pod` (restricted profile: the namespace enforces it)."""
+    namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+    container = f"netcheck-{index}"
+    real_cli.kubectl("debug", f"pod/{name}", "--namespace", namespace, "--image", image, "--profile", "restricted",
+                     "--container", container, "--", "python", "-c", PROBE, json.dumps(targets))
+
+    def finished():
+        live = real_cli.get(namespace, "pod", name)
+        status = next((s for s in live["status"].get("ephemeralContainerStatuses", []) if s["name"] == container),
+                      None)
+        return status if status and "terminated" in status["state"] else None
+    wait_for(finished, timeout=120, interval=1, what=f"{container} in {name}")
+    log = real_cli.kubectl("logs", "--namespace", namespace, name, "--container", container).stdout
+    return json.loads(log.strip().splitlines()[-1])
+
+
 def resolve(cli: Cli, name: str) -> str:
     """A cluster DNS name resolved by the cluster's CoreDNS (asked directly, over UDP, from the node)."""
     dns = cli.get("kube-system", "service", "kube-dns")["spec"]["clusterIP"]
@@ -121,6 +172,28 @@ def _dns_a_record(answer: bytes, name: str) -> str:
         raise AssertionError(f"CoreDNS has no A record for {name} (rcode {rcode})")
     # The answer's last record is the A record: its last 4 bytes are the address.
     return socket.inet_ntoa(answer[-4:])
+
+
+class Api:
+    """The backend's API through its Service's ClusterIP (CoreDNS resolves the name)."""
+
+    def __init__(self, real_cli, namespace: str, release: str):
+        self.address = (resolve(real_cli, f"{release}-backend.{namespace}.svc.cluster.local"), 8000)
+        self.base = f"http://{self.address[0]}:{self.address[1]}"
+
+    def post(self, path: str, body: dict, token: str | None = None) -> tuple[int, dict]:
+        # A client address of its own for each call (the backend trusts one proxy's X-Forwarded-For), so the login
+        # rate limiter does not count these calls against each other.
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), headers=headers,
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
 
 
 @contextmanager

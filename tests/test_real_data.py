@@ -5,10 +5,7 @@ kept Secret and claims."""
 
 from __future__ import annotations
 
-import json
 import secrets
-import urllib.error
-import urllib.request
 from datetime import datetime
 
 import pytest
@@ -22,37 +19,18 @@ def _time(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-class Api:
-    """The backend's API through its Service's ClusterIP (CoreDNS resolves the name)."""
-
-    def __init__(self, real_cli, namespace: str, release: str):
-        self.base = f"http://{realnode.resolve(real_cli, f'{release}-backend.{namespace}.svc.cluster.local')}:8000"
-
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        # A client address of its own for each call (the backend trusts one proxy's X-Forwarded-For), so the login
-        # rate limiter does not count these calls against each other.
-        headers = {"Content-Type": "application/json", "X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}"}
-        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), headers=headers,
-                                         method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-
 @pytest.fixture(scope="module")
 def user(real_cli, real_release):
     namespace, release, _ = real_release
     account = {"email": f"kept-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12) + "Aa1",
                "display_name": "Kept"}
-    status, body = Api(real_cli, namespace, release).post("/api/v1/auth/register", account)
+    status, body = realnode.Api(real_cli, namespace, release).post("/api/v1/auth/register", account)
     assert status == 201, body
     return account
 
 
 def logs_in(real_cli, namespace: str, release: str, account: dict) -> bool:
-    status, body = Api(real_cli, namespace, release).post(
+    status, body = realnode.Api(real_cli, namespace, release).post(
         "/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
     return status == 200 and "access_token" in body
 

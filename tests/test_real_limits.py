@@ -11,38 +11,22 @@ import signal
 import pytest
 
 import realnode
-from cluster import wait_for
 
 pytestmark = pytest.mark.real
 
 COMPONENTS = ["backend", "frontend", "data-collector", "postgresql", "redis", "prometheus"]
 
 
-def running_pod(real_cli, namespace: str, component: str) -> dict:
-    return wait_for(lambda: next((p for p in real_cli.component_pods(namespace, component)
-                                  if all(s.get("ready") for s in p["status"].get("containerStatuses", []))), None),
-                    timeout=300, interval=2, what=f"a Ready {component} pod")
-
-
-def restarted(real_cli, namespace: str, name: str, container: str, before: int) -> dict:
-    """The pod once its container restarted and is Ready again."""
-    def ready_again():
-        pod = real_cli.get(namespace, "pod", name)
-        status = realnode.container_status(pod, container)
-        return pod if status["restartCount"] > before and status.get("ready") else None
-    return wait_for(ready_again, timeout=300, interval=2, what=f"{name}/{container} restarted and Ready")
-
-
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_killed_main_process_is_restarted_and_ready_again(real_cli, real_release, component):
     namespace, _, _ = real_release
-    pod = running_pod(real_cli, namespace, component)
+    pod = realnode.running_pod(real_cli, namespace, component)
     container = component
     before = realnode.container_status(pod, container)["restartCount"]
     pid = realnode.main_pid(pod, container)
     assert pid, f"no main process found for {pod['metadata']['name']}/{container}"
     os.kill(pid, signal.SIGKILL)
-    pod = restarted(real_cli, namespace, pod["metadata"]["name"], container, before)
+    pod = realnode.restarted(real_cli, namespace, pod["metadata"]["name"], container, before)
     last = realnode.container_status(pod, container)["lastState"]
     assert last["terminated"]["exitCode"] == 137, last
 
@@ -53,7 +37,7 @@ def test_container_past_its_memory_limit_is_oom_killed_and_restarted(real_cli, r
     container's processes about 1000, which would make the larger allocator the victim) and allocates past the
     limit."""
     namespace, _, _ = real_release
-    pod = running_pod(real_cli, namespace, "frontend")
+    pod = realnode.running_pod(real_cli, namespace, "frontend")
     name, container = pod["metadata"]["name"], "frontend"
     limit = realnode.quantity(next(c for c in pod["spec"]["containers"] if c["name"] == container)
                               ["resources"]["limits"]["memory"])
@@ -65,7 +49,7 @@ def test_container_past_its_memory_limit_is_oom_killed_and_restarted(real_cli, r
     hog = ("require('fs').writeFileSync('/proc/self/oom_score_adj', '0');"
            "const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1));")
     real_cli.exec(namespace, name, "node", "-e", hog, container=container, check=False, timeout=120)
-    pod = restarted(real_cli, namespace, name, container, before)
+    pod = realnode.restarted(real_cli, namespace, name, container, before)
     last = realnode.container_status(pod, container)["lastState"]
     assert last["terminated"]["reason"] == "OOMKilled", last
 

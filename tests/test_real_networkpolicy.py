@@ -12,44 +12,11 @@ import pytest
 
 import netpol
 import realnode
-from cluster import RESTRICTED, wait_for
+from cluster import RESTRICTED
 
 pytestmark = pytest.mark.real
 
 OUTSIDER_NAMESPACE = "af-real-outsider"
-# Connects to every target at once; a connection that neither succeeds nor is refused within 4 s was dropped.
-PROBE = """
-import json, socket, sys
-from concurrent.futures import ThreadPoolExecutor
-targets = json.loads(sys.argv[1])
-def connect(target):
-    try:
-        socket.create_connection((target[0], target[1]), timeout=4).close()
-        return True
-    except OSError:
-        return False
-with ThreadPoolExecutor(len(targets) or 1) as pool:
-    print(json.dumps(list(pool.map(connect, targets))))
-"""
-
-
-def probe_from_pod(real_cli, pod: dict, targets: list[tuple[str, int]], image: str, index: int) -> list[bool]:
-    """Run PROBE in an ephemeral container of `pod` (restricted profile: the namespace enforces it)."""
-    namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-    container = f"netcheck-{index}"
-    real_cli.kubectl("debug", f"pod/{name}", "--namespace", namespace, "--image", image, "--profile", "restricted",
-                     "--container", container, "--", "python", "-c", PROBE, json.dumps(targets))
-
-    def finished():
-        live = real_cli.get(namespace, "pod", name)
-        status = next((s for s in live["status"].get("ephemeralContainerStatuses", []) if s["name"] == container),
-                      None)
-        return status if status and "terminated" in status["state"] else None
-    wait_for(finished, timeout=120, interval=1, what=f"{container} in {name}")
-    log = real_cli.kubectl("logs", "--namespace", namespace, name, "--container", container).stdout
-    return json.loads(log.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def outsider(real_cli, real_release):
     """A pod of another namespace, running the backend image."""
@@ -98,11 +65,11 @@ def test_policies_allow_exactly_what_the_evaluator_computes(real_cli, real_relea
     for index, (live, source) in enumerate(sources):
         targets = [(dest, port) for dest, port in destinations if dest.name != source.name]
         if live["metadata"]["name"] == "outsider":
-            out = real_cli.exec(OUTSIDER_NAMESPACE, "outsider", "python", "-c", PROBE,
+            out = real_cli.exec(OUTSIDER_NAMESPACE, "outsider", "python", "-c", realnode.PROBE,
                                 json.dumps([(d.ip, p) for d, p in targets])).stdout
             connected = json.loads(out.strip().splitlines()[-1])
         else:
-            connected = probe_from_pod(real_cli, live, [(d.ip, p) for d, p in targets], image, index)
+            connected = realnode.probe_from_pod(real_cli, live, [(d.ip, p) for d, p in targets], image, index)
         for (dest, port), ok in zip(targets, connected, strict=True):
             expected = cluster.allowed(source, dest, port)
             counts["allowed" if expected else "denied"] += 1
