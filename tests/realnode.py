@@ -148,6 +148,18 @@ def probe_from_pod(real_cli, pod: dict, targets: list[tuple[str, int]], image: s
     return json.loads(log.strip().splitlines()[-1])
 
 
+def rollout(real_cli, namespace: str, component: str) -> float:
+    """`kubectl rollout restart` of a component's Deployment, until every workload is Ready; the seconds it took."""
+    (deployment,) = [d["metadata"]["name"] for d in real_cli.get(namespace, "deployments")["items"]
+                     if d["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    started = time.monotonic()
+    real_cli.kubectl("rollout", "restart", f"deployment/{deployment}", "--namespace", namespace)
+    real_cli.kubectl("rollout", "status", f"deployment/{deployment}", "--namespace", namespace, "--timeout=10m",
+                     timeout=700)
+    real_cli.wait_ready(namespace)
+    return time.monotonic() - started
+
+
 def resolve(cli: Cli, name: str) -> str:
     """A cluster DNS name resolved by the cluster's CoreDNS (asked directly, over UDP, from the node)."""
     dns = cli.get("kube-system", "service", "kube-dns")["spec"]["clusterIP"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from contextlib import contextmanager
 
 import pytest
 
@@ -35,39 +36,66 @@ def edge(real_cli, real_release):
         yield
 
 
-def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):
-    from playwright.sync_api import sync_playwright
-
+def open_chat(page) -> None:
+    """Register a new user, log in, create a conversation and wait for its chat's WebSocket to connect."""
     email = f"journey-{secrets.token_hex(4)}@example.com"
     password = secrets.token_urlsafe(12) + "Aa1"  # the backend wants a digit and a capital
-    sockets = []
+    page.goto("http://localhost:3000/register", wait_until="networkidle")
+    page.fill("#username", "Journey")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/login", timeout=30_000)
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/conversations", timeout=30_000)
+    page.get_by_role("button", name="New Conversation").first.click()
+    page.wait_for_url("**/chat/*", timeout=30_000)
+    page.get_by_text("Connected to AgentForge").wait_for(timeout=30_000)
+
+
+@contextmanager
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("websocket", lambda ws: sockets.append(ws))
-            page.goto("http://localhost:3000/register", wait_until="networkidle")
-            page.fill("#username", "Journey")
-            page.fill("#email", email)
-            page.fill("#password", password)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/login", timeout=30_000)
-            page.fill("#email", email)
-            page.fill("#password", password)
-            page.click("button[type=submit]")
-            page.wait_for_url("**/conversations", timeout=30_000)
-            page.get_by_role("button", name="New Conversation").first.click()
-            page.wait_for_url("**/chat/*", timeout=30_000)
-            page.get_by_text("Connected to AgentForge").wait_for(timeout=30_000)
-            shot = realnode.ARTIFACTS / "journey-chat.png"
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot: {shot}")
-            record_property("timing: real: journey screenshot", str(shot))
+            yield browser.new_page(viewport={"width": 1280, "height": 800})
         finally:
             browser.close()
+
+
+def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):
+    sockets = []
+    with browser_page() as page:
+        page.on("websocket", lambda ws: sockets.append(ws))
+        open_chat(page)
+        shot = realnode.ARTIFACTS / "journey-chat.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        record_property("timing: real: journey screenshot", str(shot))
     chats = [ws.url for ws in sockets if "/api/v1/ws/chat/" in ws.url]
     assert chats and chats[0].startswith("ws://localhost:8000/api/v1/ws/chat/"), [ws.url for ws in sockets]
+
+
+def test_chat_reconnects_when_a_backend_rollout_closes_it(real_cli, real_release, edge, record_property):
+    """The frontend's chat opens its WebSocket again after any close (ChatWindow.tsx: backoff from 1 s, 5 attempts),
+    so a backend rollout, whose pods close their WebSockets with 1012, shows the user "Reconnected to AgentForge"."""
+    namespace, _, _ = real_release
+    closed, opened = [], []
+    with browser_page() as page:
+        page.on("websocket", lambda ws: opened.append(ws.url) or ws.on("close", lambda _: closed.append(ws.url)))
+        open_chat(page)
+        seconds = realnode.rollout(real_cli, namespace, "backend")
+        page.get_by_text("Reconnected to AgentForge").first.wait_for(timeout=60_000)
+        assert page.get_by_text("Connection lost").count() == 0
+    chats = [url for url in opened if "/api/v1/ws/chat/" in url]
+    record_property("timing: real: chat across a backend rollout",
+                    f"{seconds:.0f} s rollout, {len(chats)} chat WebSockets opened, {len(closed)} closed")
+    assert len(chats) >= 2 and closed, (chats, closed)
 
 
 def test_backend_pod_reads_back_the_collectors_collections(real_cli, real_release):

@@ -276,18 +276,6 @@ def deletion_time(real_cli, namespace: str, pod: str, found: dict, stop: threadi
         stop.wait(1)
 
 
-def rollout(real_cli, namespace: str, component: str) -> float:
-    """`kubectl rollout restart` of a component's Deployment, until every workload is Ready; the seconds it took."""
-    (deployment,) = [d["metadata"]["name"] for d in real_cli.get(namespace, "deployments")["items"]
-                     if d["metadata"]["labels"].get("app.kubernetes.io/component") == component]
-    started = time.monotonic()
-    real_cli.kubectl("rollout", "restart", f"deployment/{deployment}", "--namespace", namespace)
-    real_cli.kubectl("rollout", "status", f"deployment/{deployment}", "--namespace", namespace, "--timeout=10m",
-                     timeout=700)
-    real_cli.wait_ready(namespace)
-    return time.monotonic() - started
-
-
 @pytest.mark.parametrize("component", ["frontend", "backend"])
 def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, real_release, component,
                                                                       record_property):
@@ -316,7 +304,7 @@ def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, 
         for helper in helpers:
             helper.start()
     with Load(urls) as load:
-        seconds = rollout(real_cli, namespace, component)
+        seconds = realnode.rollout(real_cli, namespace, component)
         time.sleep(2)
     polling.set()
     for reader in readers:
