@@ -40,13 +40,14 @@ DEFAULT_INVENTORY = {
     ("Service", "agentforge-redis"),
     ("ConfigMap", "agentforge-redis"),
     # Edge and isolation: two Ingresses (the backend's carries the WebSocket settings), default-deny plus one
-    # NetworkPolicy per reachable component.
+    # NetworkPolicy per reachable component, and the data collector's egress (public addresses only).
     ("Ingress", "agentforge-frontend"),
     ("Ingress", "agentforge-backend"),
     ("NetworkPolicy", "agentforge-default-deny"),
     ("NetworkPolicy", "agentforge-frontend"),
     ("NetworkPolicy", "agentforge-backend"),
     ("NetworkPolicy", "agentforge-data-collector"),
+    ("NetworkPolicy", "agentforge-data-collector-egress"),
     ("NetworkPolicy", "agentforge-postgresql"),
     ("NetworkPolicy", "agentforge-redis"),
     # Monitoring (monitoring.enabled): Prometheus with pod discovery (a namespaced Role), Grafana with its admin
