@@ -1,7 +1,10 @@
 """Backend tier: one uvicorn worker, a command the real image accepts, probes, HPA, PDB."""
 
+import re
+
 import pytest
 
+import appsrc
 from chart import SCENARIOS, argv, container, flag, pod_spec, render_chart, render_error
 
 BACKEND = "agentforge-backend"
@@ -108,6 +111,13 @@ class TestProbesAndShutdown:
     def test_probe_on_health_path(self, default_render, probe):
         c = container(default_render.get("Deployment", BACKEND), "backend")
         assert c[probe]["httpGet"] == {"path": "/api/v1/health", "port": "http"}
+
+    def test_graceful_shutdown_lets_the_apps_longest_pipeline_finish(self, default_render):
+        """uvicorn cancels what still runs when --timeout-graceful-shutdown ends; a pipeline records its cost only
+        when it finishes, and runs at most the orchestrator's DEFAULT_TIMEOUT (read from the app's source)."""
+        source = (appsrc.source_root() / "backend" / "pipeline" / "orchestrator.py").read_text()
+        timeout = int(re.search(r"^DEFAULT_TIMEOUT\s*=\s*(\d+)", source, re.M).group(1))
+        assert int(flag(backend_command(default_render), "timeout-graceful-shutdown")) >= timeout
 
     def test_graceful_shutdown_covers_websocket_drain(self, default_render):
         deployment = default_render.get("Deployment", BACKEND)
