@@ -47,10 +47,15 @@ def test_template_applied_twice_comes_up_once_and_changes_nothing(real_cli, real
     real_cli.create_namespace(NAMESPACE, RESTRICTED)
     try:
         real_cli.kubectl("apply", "-f", "-", input=json.dumps(user_secret(values["secrets"]["existingSecret"])))
-        # One backend pod: the main release runs beside it on this 2-core node.
+        # Small: the main release runs beside it on this 2-core node. One pod of each (a PDB needs two), CPU
+        # requests of 10m, no Prometheus.
+        small = ["backend.replicaCount=1", "frontend.replicaCount=1", "backend.pdb.enabled=false",
+                 "frontend.pdb.enabled=false", "monitoring.enabled=false"]
+        small += [f"{c}.resources.requests.cpu=10m" for c in ("backend", "frontend", "dataCollector", "postgresql",
+                                                              "redis")]
+        small = [f"--set={key}" for key in small]
         manifest = real_cli.helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--skip-tests",
-                                 *realnode.chart_values(), "--values", str(GITOPS_VALUES),
-                                 "--set", "backend.replicaCount=1", "--set", "frontend.replicaCount=1").stdout
+                                 *realnode.chart_values(), "--values", str(GITOPS_VALUES), *small).stdout
         started = time.monotonic()
         real_cli.kubectl("apply", "--namespace", NAMESPACE, "-f", "-", input=manifest)
         real_cli.kubectl("wait", "--namespace", NAMESPACE, "--for=condition=complete", "job",

@@ -38,6 +38,7 @@ from cluster import wait_for
 pytestmark = pytest.mark.real
 
 BRIDGE = "af-br0"
+NODE_NFT_TABLE = "agentforge_node"  # scripts/kube/node.sh's table
 PRIVATE = "10.244.0.1"  # the node on its bridge: a private address
 METADATA = "169.254.169.254"  # the cloud metadata endpoint's address
 PUBLIC = "198.51.100.7"  # TEST-NET-2: a public address as far as policies go
@@ -136,9 +137,12 @@ def test_no_access_token_in_any_container_log_after_websocket_chats(real_cli, re
 
 @contextmanager
 def listeners(addresses: list[str]) -> Iterator[None]:
-    """A TCP listener on LISTEN_PORT at each address, the ones not on the node yet added to its bridge (removed
-    after)."""
+    """A TCP listener on LISTEN_PORT at each address, the ones not on the node yet added to its bridge, and a rule in
+    the node's nftables input chain that lets pods reach that port there (the node lets pods reach only the API
+    server and the kubelet on the host); all removed after."""
     added, servers, closed = [], [], threading.Event()
+    rule = (f"ip daddr {{ {', '.join(addresses)} }} tcp dport {LISTEN_PORT} accept comment \"af-real-runtime\"")
+    subprocess.run(["nft", "insert", "rule", "inet", NODE_NFT_TABLE, "input", *rule.split()], check=True)
     try:
         for address in addresses:
             if subprocess.run(["ip", "-4", "addr", "show", "to", address], capture_output=True,
@@ -164,6 +168,13 @@ def listeners(addresses: list[str]) -> Iterator[None]:
             server.close()
         for address in added:
             subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", BRIDGE], check=True)
+        listing = subprocess.run(["nft", "--handle", "list", "chain", "inet", NODE_NFT_TABLE, "input"],
+                                 capture_output=True, text=True, check=True).stdout
+        for line in listing.splitlines():
+            if "af-real-runtime" in line:
+                handle = line.rsplit("# handle ", 1)[1].strip()
+                subprocess.run(["nft", "delete", "rule", "inet", NODE_NFT_TABLE, "input", "handle", handle],
+                               check=True)
 
 
 def reach(real_cli, namespace: str, component: str, index: int) -> dict[str, bool]:
@@ -225,7 +236,8 @@ class Load:
 
 
 def close_code(conn: socket.socket, timeout: float) -> int | None:
-    """Read server frames until a close frame: its status code (None when the connection ends without one)."""
+    """Read server frames until a close frame: its status code (None when the connection ends without one). Pings
+    are answered, as a browser does: uvicorn's server closes a WebSocket whose pings go unanswered with 1011."""
     conn.settimeout(timeout)
     buffer = b""
     try:
@@ -244,6 +256,10 @@ def close_code(conn: socket.socket, timeout: float) -> int | None:
                 payload, buffer = buffer[start:start + length], buffer[start + length:]
                 if opcode == 0x8:
                     return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                if opcode == 0x9:  # a pong with the ping's payload, masked (a client's frames are), FIN set
+                    mask = os.urandom(4)
+                    conn.sendall(bytes([0x8A, 0x80 | len(payload)]) + mask +
+                                 bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
     except OSError:
         return None
 
@@ -267,12 +283,14 @@ def slow_login(address: tuple[str, int], seconds: float, result: dict) -> None:
 
 
 def deletion_time(real_cli, namespace: str, pod: str, found: dict, stop: threading.Event) -> None:
-    """Poll a pod until it has a deletionTimestamp: found["at"] gets it (epoch seconds)."""
+    """Poll a pod until it is being deleted: found["at"] gets when it was asked to (epoch seconds). The API server
+    sets deletionTimestamp to that moment plus the grace period (deletionGracePeriodSeconds)."""
     while not stop.is_set() and "at" not in found:
         live = real_cli.kubectl("get", "pod", pod, "--namespace", namespace, "--output", "json", check=False)
-        stamp = json.loads(live.stdout)["metadata"].get("deletionTimestamp") if live.returncode == 0 else None
-        if stamp:
-            found["at"] = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        meta = json.loads(live.stdout)["metadata"] if live.returncode == 0 else {}
+        if meta.get("deletionTimestamp"):
+            stamp = datetime.fromisoformat(meta["deletionTimestamp"].replace("Z", "+00:00")).timestamp()
+            found["at"] = stamp - meta["deletionGracePeriodSeconds"]
         stop.wait(1)
 
 
@@ -280,12 +298,14 @@ def deletion_time(real_cli, namespace: str, pod: str, found: dict, stop: threadi
 def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, real_release, component,
                                                                       record_property):
     namespace, release, _ = real_release
-    api, token, conversation = chat_user(real_cli, namespace, release)
+    # Two users with two chats each: a user of the default role may hold two WebSockets (gateway/rbac.py).
+    chats = [chat_user(real_cli, namespace, release) for _ in range(2)]
+    api = chats[0][0]
     frontend = realnode.resolve(real_cli, f"{release}-frontend.{namespace}.svc.cluster.local")
     urls = [f"http://{frontend}:3000/login", f"{api.base}/api/v1/health"]
-    path = f"/api/v1/ws/chat/{conversation}?token={token}"
+    paths = [f"/api/v1/ws/chat/{conversation}?token={token}" for _, token, conversation in chats]
     sockets = []
-    for _ in range(5):
+    for path in paths * 2:
         conn, status, _ = open_websocket(api.address, path)
         assert status == 101
         sockets.append(conn)
@@ -325,8 +345,9 @@ def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, 
         assert slow.get("status") == 401, slow  # an answer (wrong password), not a cut connection
         assert slow["at"] > deleted["at"] + sleep, "the request ended before its pod got SIGTERM"
         assert codes == [1012] * len(sockets), codes
-        conn, status, _ = open_websocket(api.address, path)  # what the chat does next: open it again
-        conn.close()
-        assert status == 101
+        for path in paths * 2:  # what the chat does next: open it again (every slot given back)
+            conn, status, _ = open_websocket(api.address, path)
+            conn.close()
+            assert status == 101
     else:
         assert codes == [None] * len(sockets), "a frontend rollout closed backend WebSockets"
