@@ -148,15 +148,13 @@ def probe_from_pod(real_cli, pod: dict, targets: list[tuple[str, int]], image: s
     return json.loads(log.strip().splitlines()[-1])
 
 
-def rollout(real_cli, namespace: str, component: str) -> float:
-    """`kubectl rollout restart` of a component's Deployment, until every workload is Ready; the seconds it took."""
-    (deployment,) = [d["metadata"]["name"] for d in real_cli.get(namespace, "deployments")["items"]
-                     if d["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+def rollout(real_cli: RealCli, release: str, namespace: str, *components: str) -> float:
+    """A `helm upgrade` (the node's values) that rolls the pods of the components given (values keys), by a new pod
+    annotation, until every workload is Ready and no old pod is left; the seconds it took."""
+    stamp = str(time.time_ns())
     started = time.monotonic()
-    real_cli.kubectl("rollout", "restart", f"deployment/{deployment}", "--namespace", namespace)
-    real_cli.kubectl("rollout", "status", f"deployment/{deployment}", "--namespace", namespace, "--timeout=10m",
-                     timeout=700)
-    real_cli.wait_ready(namespace)
+    real_cli.upgrade(release, namespace, *chart_values(),
+                     *(f"--set-string={component}.podAnnotations.rolled={stamp}" for component in components))
     return time.monotonic() - started
 
 

@@ -84,12 +84,12 @@ def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):
 def test_chat_reconnects_when_a_backend_rollout_closes_it(real_cli, real_release, edge, record_property):
     """The frontend's chat opens its WebSocket again after any close (ChatWindow.tsx: backoff from 1 s, 5 attempts),
     so a backend rollout, whose pods close their WebSockets with 1012, shows the user "Reconnected to AgentForge"."""
-    namespace, _, _ = real_release
+    namespace, release, _ = real_release
     closed, opened = [], []
     with browser_page() as page:
         page.on("websocket", lambda ws: opened.append(ws.url) or ws.on("close", lambda _: closed.append(ws.url)))
         open_chat(page)
-        seconds = realnode.rollout(real_cli, namespace, "backend")
+        seconds = realnode.rollout(real_cli, release, namespace, "backend")
         page.get_by_text("Reconnected to AgentForge").first.wait_for(timeout=60_000)
         assert page.get_by_text("Connection lost").count() == 0
     chats = [url for url in opened if "/api/v1/ws/chat/" in url]

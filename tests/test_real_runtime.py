@@ -294,8 +294,8 @@ def deletion_time(real_cli, namespace: str, pod: str, found: dict, stop: threadi
         stop.wait(1)
 
 
-@pytest.mark.parametrize("component", ["frontend", "backend"])
-def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, real_release, component,
+@pytest.mark.parametrize("components", [("frontend",), ("backend", "frontend")], ids=["frontend", "both"])
+def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, real_release, components,
                                                                       record_property):
     namespace, release, _ = real_release
     # Two users with two chats each: a user of the default role may hold two WebSockets (gateway/rbac.py).
@@ -317,27 +317,28 @@ def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, 
     # A request in flight on a backend pod the rollout replaces, over its preStop sleep and SIGTERM.
     old = realnode.running_pod(real_cli, namespace, "backend")
     slow, deleted, polling = {}, {}, threading.Event()
-    helpers = [threading.Thread(target=slow_login, args=((old["status"]["podIP"], 8000), 90, slow), daemon=True),
+    helpers = [threading.Thread(target=slow_login, args=((old["status"]["podIP"], 8000), 200, slow), daemon=True),
                threading.Thread(target=deletion_time, args=(real_cli, namespace, old["metadata"]["name"], deleted,
                                                              polling), daemon=True)]
-    if component == "backend":
+    rolls_backend = "backend" in components
+    if rolls_backend:
         for helper in helpers:
             helper.start()
     with Load(urls) as load:
-        seconds = realnode.rollout(real_cli, namespace, component)
+        seconds = realnode.rollout(real_cli, release, namespace, *components)
         time.sleep(2)
     polling.set()
     for reader in readers:
-        reader.join(5 if component == "frontend" else 60)
+        reader.join(60 if rolls_backend else 5)
     for conn in sockets:
         conn.close()
     outcomes = {url: dict(counter) for url, counter in load.outcomes.items()}
     figures = f"{seconds:.0f} s rollout; requests by outcome {outcomes}; WebSocket close codes {codes}"
-    print(f"{component} rollout under load: {figures}")
-    record_property(f"timing: real: {component} rollout under load", figures)
+    print(f"helm upgrade rolling {' and '.join(components)} under load: {figures}")
+    record_property(f"timing: real: rollout of {' and '.join(components)} under load", figures)
     assert all(set(counter) == {"200"} for counter in outcomes.values()), outcomes
-    if component == "backend":
-        helpers[0].join(120)
+    if rolls_backend:
+        helpers[0].join(240)
         backend = next(c for c in old["spec"]["containers"] if c["name"] == "backend")
         sleep = backend["lifecycle"]["preStop"]["sleep"]["seconds"]
         record_property("timing: real: slow request across its pod's SIGTERM",
