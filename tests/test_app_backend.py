@@ -8,7 +8,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
 from urllib.parse import urlsplit
@@ -179,6 +181,11 @@ def test_backend_container_waits_for_redis_and_logs_no_password(app_ready):
         assert urlsplit(rel.env("backend", "backend")["REDIS_URL"]).password not in logs
         with pytest.raises(OSError):  # nothing listens behind the pod's port: uvicorn has not started
             urllib.request.urlopen(backend.url("http", "/api/v1/health"), timeout=3)
+        # The kubelet's SIGTERM (a rollout, a drain) stops a waiting container at once, with status 0: in a
+        # container it is PID 1, whose signals without a handler the kernel drops, so it would wait for SIGKILL.
+        (process,) = backend.processes()
+        os.kill(process["pid"], signal.SIGTERM)
+        assert backend.wait(10) == 0
     finally:
         stack.close()
 

@@ -1,6 +1,8 @@
 """Backend tier: one uvicorn worker, a command the real image accepts, probes, HPA, PDB."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,8 @@ BACKEND = "agentforge-backend"
 
 
 def backend_command(objects):
-    """The server's command line: the container's args, which its command (the Redis wait) execs."""
+    """The server's command line: the container's args, which its command (the log redaction and the Redis wait)
+    hands to uvicorn's CLI, run in the same process."""
     return container(objects.get("Deployment", BACKEND), "backend")["args"]
 
 
@@ -104,6 +107,33 @@ def test_no_strategy_override_takes_a_pod_away_first(strategy):
     """backend.strategy may raise maxSurge only (test_extensions.py): what stops an old pod first is refused."""
     assert "backend.strategy must be a RollingUpdate with rollingUpdate.maxUnavailable 0" in render_error(
         {"backend": {"strategy": strategy}})
+
+
+# Log lines as the app and uvicorn write them (gateway/rate_limiter.py, uvicorn's WebSocket "[accepted]" line).
+LOG_PROBE = """
+import logging, sys
+logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
+app = logging.getLogger("backend.gateway.rate_limiter")
+app.warning("Redis unavailable at %s - rate limiting disabled", "redis://:s3cret-pw@redis:6379/0")
+app.info("Redis connected at %s", "rediss://acl-user:p%40ss@redis:6380/1?ssl_cert_reqs=required")
+logging.getLogger("uvicorn.error").info('%s - "WebSocket %s" [accepted]', "10.0.0.9:41000",
+                                        "/api/v1/ws/chat/c1?token=eyJhbGciOi.payload.sig&lang=en")
+logging.getLogger("x").info("GET /api/v1/ws/chat/c2?lang=en&token=eyJsecond HTTP/1.1")
+"""
+
+
+class TestLogRedaction:
+    def test_records_lose_tokens_and_url_passwords(self, default_render):
+        """The record factory at the head of the backend's command, run as rendered, on the lines that would leak."""
+        script = container(default_render.get("Deployment", BACKEND), "backend")["command"][2]
+        factory = script[:script.index("import asyncio")]
+        out = subprocess.run([sys.executable, "-c", factory + LOG_PROBE], capture_output=True, text=True,
+                             check=True).stdout
+        for secret in ("s3cret-pw", "p%40ss", "eyJhbGciOi", "eyJsecond"):
+            assert secret not in out, out
+        for kept in ("redis://:[redacted]@redis:6379/0", "rediss://acl-user:[redacted]@redis:6380/1",
+                     "/api/v1/ws/chat/c1?token=[redacted]&lang=en", "?lang=en&token=[redacted] HTTP/1.1"):
+            assert kept in out, out
 
 
 class TestProbesAndShutdown:

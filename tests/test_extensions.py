@@ -208,6 +208,12 @@ class TestLifecycle:
         assert sleep == VALUES[component]["preStopSleepSeconds"] >= 5
         assert pod_spec(deployment)["terminationGracePeriodSeconds"] > sleep + drain
 
+    @pytest.mark.parametrize("component", ["backend", "frontend", "dataCollector"])
+    def test_a_zero_sleep_renders_no_hook(self, component):
+        """A sleep of 0 s is refused by API servers before Kubernetes 1.33: no preStop at all instead."""
+        objects = render_chart({component: {"preStopSleepSeconds": 0}})
+        assert "lifecycle" not in container(workload(objects, component), COMPONENTS[component][1])
+
     @pytest.mark.parametrize("component", ["redis", "prometheus", "grafana"])
     def test_no_hook_unless_asked(self, default_render, component):
         assert "lifecycle" not in container(workload(default_render, component), COMPONENTS[component][1])

@@ -403,23 +403,35 @@ resources:
 {{- end -}}
 
 {{/*
-The `lifecycle` of a component's main container: (list .Values.<component> DEFAULT-LIFECYCLE-DICT). The component's
-`lifecycleHooks`, when set, replace the chart's default; an empty result renders nothing.
+The `lifecycle` of a component's main container: (list .Values.<component> DEFAULT), DEFAULT a Lifecycle dict or
+"preStopSleep": the default of an HTTP server, a preStop sleep of its preStopSleepSeconds (none at 0), so that
+endpoints and proxies drop the pod before its server gets SIGTERM and stops accepting (the kubelet's own sleep
+action: the image needs no `sleep` binary). The component's `lifecycleHooks`, when set, replace the default; an
+empty result renders nothing.
 */}}
 {{- define "agentforge.lifecycle" -}}
-{{- with (index . 0).lifecycleHooks | default (index . 1) -}}
+{{- $values := index . 0 -}}
+{{- $default := index . 1 -}}
+{{- if eq (toString $default) "preStopSleep" -}}
+{{- $default = dict -}}
+{{- with int $values.preStopSleepSeconds -}}
+{{- $default = dict "preStop" (dict "sleep" (dict "seconds" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- with $values.lifecycleHooks | default $default -}}
 lifecycle:
   {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
 
-{{/*
-The chart's default lifecycle of an HTTP server ($values with preStopSleepSeconds): a preStop sleep, so that endpoints
-and proxies drop the pod before its server gets SIGTERM and stops accepting. The kubelet's own sleep action: the
-image needs no `sleep` binary.
-*/}}
-{{- define "agentforge.preStopSleep" -}}
-{{- toYaml (dict "preStop" (dict "sleep" (dict "seconds" (int .preStopSleepSeconds)))) -}}
+{{/* The seconds a component's preStop sleeps ($values): its lifecycleHooks' sleep when set, else preStopSleepSeconds. */}}
+{{- define "agentforge.preStopSleepSeconds" -}}
+{{- $hooks := .lifecycleHooks | default dict -}}
+{{- if $hooks -}}
+{{- ((($hooks.preStop | default dict).sleep | default dict).seconds | default 0) | int -}}
+{{- else -}}
+{{- .preStopSleepSeconds | int -}}
+{{- end -}}
 {{- end -}}
 
 {{/*

@@ -17,9 +17,11 @@ else), so `helm template`, `helm install` and `helm upgrade` all refuse before a
 {{- $c := index $v $component -}}
 {{- $graceful := 0 -}}
 {{- if $c.server -}}{{- $graceful = int $c.server.gracefulShutdownSeconds -}}{{- end -}}
-{{- $drain := add $c.preStopSleepSeconds $graceful -}}
+{{- $sleep := include "agentforge.preStopSleepSeconds" $c | int -}}
+{{- $sleepKey := ternary "lifecycleHooks.preStop.sleep.seconds" "preStopSleepSeconds" (not (empty $c.lifecycleHooks)) -}}
+{{- $drain := add $sleep $graceful -}}
 {{- if le (int $c.terminationGracePeriodSeconds) (int $drain) -}}
-{{- $errors = append $errors (printf "%s.terminationGracePeriodSeconds (%d) must exceed %s.preStopSleepSeconds (%d)%s = %d: the kubelet kills the pod when it ends, in the middle of the requests it drains" $component (int $c.terminationGracePeriodSeconds) $component (int $c.preStopSleepSeconds) (ternary (printf " + %s.server.gracefulShutdownSeconds (%d)" $component $graceful) "" (hasKey $c "server")) (int $drain)) -}}
+{{- $errors = append $errors (printf "%s.terminationGracePeriodSeconds (%d) must exceed %s.%s (%d)%s = %d: the kubelet kills the pod when it ends, in the middle of the requests it drains" $component (int $c.terminationGracePeriodSeconds) $component $sleepKey $sleep (ternary (printf " + %s.server.gracefulShutdownSeconds (%d)" $component $graceful) "" (hasKey $c "server")) (int $drain)) -}}
 {{- end -}}
 {{- end -}}
 

@@ -1,12 +1,13 @@
 {{/*
 The backend container's command ($), run by the image's python with the uvicorn command line as its arguments:
 1. secrets never reach a log line: uvicorn logs the path of every accepted WebSocket at INFO, and the chat's carries
-   the access token in `?token=`; the app logs REDIS_URL, password included, when Redis is unavailable at start. A
+   the access token in `?token=`; the app logs REDIS_URL, password included (a warning when Redis is unavailable at
+   start, and at INFO on every connection). A
    log record factory redacts both (a query's token, a URL's password) in every record, whatever logger, handler or
    `--log-config` formats it;
 2. every start of the container, restarts included, waits until Redis answers the backend's own client
    (agentforge.redisClientWait): the app checks Redis once, at start, and would otherwise run for good with its
-   Redis-backed guards off;
+   Redis-backed guards off. SIGTERM ends the wait with status 0;
 3. then runs uvicorn's own CLI in this process, which gets the kubelet's SIGTERM itself.
 */}}
 {{- define "agentforge.backendCommand" -}}
@@ -38,9 +39,14 @@ def redacted_record(*args, **kwargs):
 
 logging.setLogRecordFactory(redacted_record)
 
+# The container's PID 1 until uvicorn takes over, and the kernel drops a signal PID 1 has no handler for: without
+# this, the kubelet's SIGTERM would not stop a container still waiting for Redis (uvicorn installs its own later).
+import signal, sys
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
 {{ include "agentforge.redisClientWait" . }}
 
-import sys
 from uvicorn.main import main
 
 sys.argv = sys.argv[1:]
