@@ -2,9 +2,8 @@
 The backend container's command ($), run by the image's python with the uvicorn command line as its arguments:
 1. secrets never reach a log line: uvicorn logs the path of every accepted WebSocket at INFO, and the chat's carries
    the access token in `?token=`; the app logs REDIS_URL, password included (a warning when Redis is unavailable at
-   start, and at INFO on every connection). A
-   log record factory redacts both (a query's token, a URL's password) in every record, whatever logger, handler or
-   `--log-config` formats it;
+   start, and at INFO on every connection). A log record factory redacts both (a query's token, a URL's password)
+   in every record's message and arguments, whatever logger, handler or `--log-config` formats it;
 2. every start of the container, restarts included, waits until Redis answers the backend's own client
    (agentforge.redisClientWait): the app checks Redis once, at start, and would otherwise run for good with its
    Redis-backed guards off. SIGTERM ends the wait with status 0;
