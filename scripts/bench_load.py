@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import statistics
 import sys
 import threading
@@ -51,26 +50,6 @@ def call(base: str, path: str, token: str | None = None, body: dict | None = Non
     return status, time.perf_counter() - start
 
 
-def post(base: str, path: str, body: dict, client: str, token: str | None = None) -> dict:
-    # The backend trusts one proxy's X-Forwarded-For: each user is a client of its own for the login rate limit.
-    headers = {"Content-Type": "application/json", "X-Forwarded-For": client}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers, method="POST")
-    return json.loads(urllib.request.urlopen(request, timeout=30).read())
-
-
-def user_with_conversation(base: str, index: int) -> tuple[str, str]:
-    """A new user (a free one may hold 2 WebSockets), logged in, with a conversation: (token, conversation id)."""
-    client = f"198.51.100.{index + 10}"
-    account = {"email": f"bench-{secrets.token_hex(4)}@example.com", "password": secrets.token_urlsafe(12) + "Aa1",
-               "display_name": "Bench"}
-    post(base, "/api/v1/auth/register", account, client)
-    token = post(base, "/api/v1/auth/login", {"email": account["email"], "password": account["password"]},
-                 client)["access_token"]
-    return token, post(base, "/api/v1/conversations", {"title": "bench"}, client, token)["id"]
-
-
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -102,14 +81,14 @@ def main() -> int:
         print(f"installed {RELEASE} in {NAMESPACE} in {took:.0f} s")
     cli.wait_ready(NAMESPACE)
     try:
-        host = realnode.resolve(cli, f"{RELEASE}-backend.{NAMESPACE}.svc.cluster.local")
-        base = f"http://{host}:8000"
-        users = [user_with_conversation(base, i) for i in range(max(1, args.websockets))]
+        api = realnode.Api(cli, NAMESPACE, RELEASE)
+        base = api.base
+        users = [api.new_chat("bench") for _ in range(max(1, args.websockets))]
         token = users[0][0]
         idle = realnode.footprint(cli, NAMESPACE, seconds=10)
         sockets = []
         for user_token, conversation in users[:args.websockets]:
-            conn, status, _ = open_websocket((host, 8000), f"/api/v1/ws/chat/{conversation}?token={user_token}")
+            conn, status, _ = open_websocket(api.address, f"/api/v1/ws/chat/{conversation}?token={user_token}")
             if status != 101:
                 raise RuntimeError(f"a chat WebSocket was refused: HTTP {status}")
             sockets.append(conn)

@@ -33,7 +33,7 @@ import pytest
 
 import realnode
 from apphttp import open_websocket
-from cluster import wait_for
+from cluster import component_objects, wait_for
 
 pytestmark = pytest.mark.real
 
@@ -56,19 +56,13 @@ def pod_logs(real_cli, namespace: str, pod: str, container: str, previous: bool 
     return real_cli.kubectl(*args, check=False).stdout
 
 
-def statefulset(real_cli, namespace: str, component: str) -> str:
-    (sts,) = [s["metadata"]["name"] for s in real_cli.get(namespace, "statefulsets")["items"]
-              if s["metadata"]["labels"].get("app.kubernetes.io/component") == component]
-    return sts
-
-
 def test_backend_restarted_while_redis_is_down_waits_and_logs_no_password(real_cli, real_release, record_property):
     namespace, release, _ = real_release
     password = release_secret(real_cli, namespace, release, "REDIS_PASSWORD")
     pod = realnode.running_pod(real_cli, namespace, "backend")
     name = pod["metadata"]["name"]
     before = realnode.container_status(pod, "backend")["restartCount"]
-    redis = statefulset(real_cli, namespace, "redis")
+    (redis,) = [s["metadata"]["name"] for s in component_objects(real_cli, namespace, "statefulsets", "redis")]
     real_cli.kubectl("scale", "statefulset", redis, "--namespace", namespace, "--replicas=0")
     try:
         wait_for(lambda: not real_cli.component_pods(namespace, "redis"), timeout=120, interval=1,
@@ -102,24 +96,10 @@ def test_backend_restarted_while_redis_is_down_waits_and_logs_no_password(real_c
     assert realnode.container_status(live, "backend")["restartCount"] == before + 1, "it waited, never crashed"
 
 
-def chat_user(real_cli, namespace: str, release: str) -> tuple[realnode.Api, str, str]:
-    """A registered, logged-in user and a conversation of theirs: (the API, the access token, the conversation)."""
-    api = realnode.Api(real_cli, namespace, release)
-    account = {"email": f"runtime-{os.urandom(4).hex()}@example.com", "password": "Runtime-" + os.urandom(6).hex(),
-               "display_name": "Runtime"}
-    status, body = api.post("/api/v1/auth/register", account)
-    assert status == 201, body
-    status, tokens = api.post("/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
-    assert status == 200, tokens
-    token = tokens["access_token"]
-    status, conversation = api.post("/api/v1/conversations", {"title": "runtime"}, token)
-    assert status == 201, conversation
-    return api, token, conversation["id"]
-
-
 def test_no_access_token_in_any_container_log_after_websocket_chats(real_cli, real_release):
     namespace, release, _ = real_release
-    api, token, conversation = chat_user(real_cli, namespace, release)
+    api = realnode.Api(real_cli, namespace, release)
+    token, conversation = api.new_chat("runtime")
     for _ in range(4):  # through the Service: both backend pods, most likely
         conn, status, _ = open_websocket(api.address, f"/api/v1/ws/chat/{conversation}?token={token}")
         conn.close()
@@ -299,11 +279,11 @@ def test_rollout_under_load_fails_no_request_and_websockets_reconnect(real_cli, 
                                                                       record_property):
     namespace, release, _ = real_release
     # Two users with two chats each: a user of the default role may hold two WebSockets (gateway/rbac.py).
-    chats = [chat_user(real_cli, namespace, release) for _ in range(2)]
-    api = chats[0][0]
+    api = realnode.Api(real_cli, namespace, release)
+    chats = [api.new_chat("runtime") for _ in range(2)]
     frontend = realnode.resolve(real_cli, f"{release}-frontend.{namespace}.svc.cluster.local")
     urls = [f"http://{frontend}:3000/login", f"{api.base}/api/v1/health"]
-    paths = [f"/api/v1/ws/chat/{conversation}?token={token}" for _, token, conversation in chats]
+    paths = [f"/api/v1/ws/chat/{conversation}?token={token}" for token, conversation in chats]
     sockets = []
     for path in paths * 2:
         conn, status, _ = open_websocket(api.address, path)
