@@ -50,8 +50,48 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- $errors = append $errors "httpRoute.parentRef.name is required when httpRoute.enabled is true: name the Gateway the routes attach to" -}}
 {{- end -}}
 {{- $pods := ternary $v.backend.autoscaling.maxReplicas $v.backend.replicaCount $v.backend.autoscaling.enabled | int -}}
-{{- if and $route.enabled (gt $pods 1) (not $route.sessionPersistence.enabled) (not $route.sessionPersistence.providedByGateway) -}}
-{{- $errors = append $errors (printf "httpRoute.enabled with up to %d backend pods needs affinity: discussion sessions and pipeline runs live in one backend pod's memory, so a client must keep reaching the same pod. Set httpRoute.sessionPersistence.enabled=true (cookie affinity; needs the Gateway API experimental channel), or httpRoute.sessionPersistence.providedByGateway=true if your Gateway pins clients by a policy of its own, or run one backend pod (backend.autoscaling.enabled=false, backend.replicaCount=1)" $pods) -}}
+{{- if and $route.enabled (gt $pods 1) (not $route.sessionPersistence.enabled) (not $route.sessionPersistence.providedByGateway) (not $route.controller) -}}
+{{- $errors = append $errors (printf "httpRoute.enabled with up to %d backend pods needs affinity: discussion sessions and pipeline runs live in one backend pod's memory, so a client must keep reaching the same pod. Set httpRoute.sessionPersistence.enabled=true (cookie affinity; needs the Gateway API experimental channel), or httpRoute.controller=traefik on Traefik, or httpRoute.sessionPersistence.providedByGateway=true if your Gateway pins clients by a policy of its own, or run one backend pod (backend.autoscaling.enabled=false, backend.replicaCount=1)" $pods) -}}
+{{- end -}}
+
+{{- /* The Ingress names its controller: the chart assumes none (ingress-nginx, the old default, is retired). */ -}}
+{{- $ingress := $v.ingress -}}
+{{- $keepNginx := "ingress.enabled=true ingress.controller=ingress-nginx (the settings earlier versions of the chart rendered by default: class nginx, cookie affinity, WebSocket timeouts, the namespace ingress-nginx in the NetworkPolicies)" -}}
+{{- if $ingress.nginx -}}
+{{- $errors = append $errors (printf "ingress.nginx was removed: the ingress-nginx settings are a preset now. Set %s, and move ingress.nginx.affinityCookie to ingress.affinityCookie, websocketTimeoutSeconds and proxyBodySize to ingress.*; or choose another controller (README: Moving from ingress-nginx)" $keepNginx) -}}
+{{- end -}}
+{{- if and $ingress.enabled (not $ingress.controller) -}}
+{{- $errors = append $errors (printf "ingress.controller is required when ingress.enabled is true: traefik, haproxy, ingress-nginx or generic, whose preset renders that controller's affinity cookie and WebSocket timeouts. To keep what earlier versions rendered, set %s" $keepNginx) -}}
+{{- end -}}
+{{- if and $ingress.enabled (eq $ingress.controller "generic") -}}
+{{- if and (gt $pods 1) (not $ingress.affinityProvidedByController) -}}
+{{- $errors = append $errors (printf "ingress.controller=generic with up to %d backend pods needs affinity: discussion sessions and pipeline runs live in one backend pod's memory, so a client must keep reaching the same pod. Set ingress.controller to traefik, haproxy or ingress-nginx (their presets pin clients with a cookie), or give your controller's affinity settings in ingress.annotations and set ingress.affinityProvidedByController=true, or run one backend pod (backend.autoscaling.enabled=false, backend.replicaCount=1)" $pods) -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.ingressNamespaceSelector) -}}
+{{- $errors = append $errors "networkPolicy.ingressNamespaceSelector is required with ingress.controller=generic: a LabelSelector of your ingress controller's namespaces ({matchLabels: {}} for every namespace)" -}}
+{{- end -}}
+{{- end -}}
+{{- /* An upgrade must not drop, without a word, the Ingress that earlier versions rendered for ingress-nginx by default
+(lookup finds nothing under helm template or --dry-run=client, so this runs against a cluster only). */ -}}
+{{- if and .Release.IsUpgrade (not $ingress.enabled) (not $ingress.controller) -}}
+{{- $live := lookup "networking.k8s.io/v1" "Ingress" .Release.Namespace (include "agentforge.componentName" (list . "backend")) -}}
+{{- if and $live (hasKey ($live.metadata.annotations | default dict) "nginx.ingress.kubernetes.io/affinity") -}}
+{{- $errors = append $errors (printf "this upgrade would delete the Ingress %s, which carries the ingress-nginx settings earlier versions of the chart rendered by default (this version renders no Ingress unless asked). To keep it, set %s; to move, see README: Moving from ingress-nginx; to delete it, set ingress.controller (e.g. generic) with ingress.enabled=false" $live.metadata.name $keepNginx) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* A cert-manager Certificate covers the edge's hostnames, and one issuer writes its Secret. */ -}}
+{{- $cert := $v.certificate -}}
+{{- if $cert.enabled -}}
+{{- if not $cert.issuerRef.name -}}
+{{- $errors = append $errors "certificate.issuerRef.name is required when certificate.enabled is true: name the cert-manager Issuer or ClusterIssuer (certificate.issuerRef.kind) that signs it" -}}
+{{- end -}}
+{{- if not (or $ingress.enabled $route.enabled) -}}
+{{- $errors = append $errors "certificate.enabled needs a hostname to certify: enable ingress (ingress.hosts) or httpRoute (httpRoute.hostnames)" -}}
+{{- end -}}
+{{- if $ingress.certManager.clusterIssuer -}}
+{{- $errors = append $errors (printf "certificate.enabled and ingress.certManager.clusterIssuer (%q) both ask cert-manager for the Secret %s: set one of them" $ingress.certManager.clusterIssuer (include "agentforge.tlsSecretName" .)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- /* A credential given inline while the Secret that holds it comes from elsewhere would be ignored. */ -}}

@@ -4,12 +4,58 @@ WebSocket timeouts) apply to /api only: one affinity cookie over both paths woul
 frontend's location, which knows none of the backend's endpoints, and the backend would lose its pinning.
 */}}
 
-{{/* TLS of the Ingresses: the given list, else, with a cert-manager issuer, every host in <fullname>-tls. */}}
+{{/*
+The preset of ingress.controller, as YAML: the IngressClass and namespace the controller usually has, and the
+controller's own settings of the backend's affinity cookie and WebSocket timeouts, as annotations of the backend's
+Ingress (ingress-nginx, HAProxy) or of its Service (Traefik reads them there). Each controller's names are those of
+its documentation: ingress-nginx's annotations reference, Traefik's routing reference for Kubernetes Ingress (service
+annotations), HAProxy Technologies' kubernetes-ingress annotations.
+*/}}
+{{- define "agentforge.ingress.preset" -}}
+{{- $ingress := .Values.ingress -}}
+{{- $cookie := $ingress.affinityCookie -}}
+{{- $timeout := $ingress.websocketTimeoutSeconds | toString -}}
+{{- $presets := dict
+  "ingress-nginx" (dict "class" "nginx" "namespace" "ingress-nginx" "ingressAnnotations" (dict
+    "nginx.ingress.kubernetes.io/affinity" "cookie"
+    "nginx.ingress.kubernetes.io/affinity-mode" "persistent"
+    "nginx.ingress.kubernetes.io/session-cookie-name" $cookie.name
+    "nginx.ingress.kubernetes.io/session-cookie-max-age" ($cookie.maxAge | toString)
+    "nginx.ingress.kubernetes.io/session-cookie-path" "/"
+    "nginx.ingress.kubernetes.io/proxy-read-timeout" $timeout
+    "nginx.ingress.kubernetes.io/proxy-send-timeout" $timeout
+    "nginx.ingress.kubernetes.io/proxy-body-size" $ingress.proxyBodySize
+    "nginx.ingress.kubernetes.io/proxy-http-version" "1.1"))
+  "traefik" (dict "class" "traefik" "namespace" "traefik" "serviceAnnotations" (dict
+    "traefik.ingress.kubernetes.io/service.sticky.cookie" "true"
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.name" $cookie.name
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.maxage" ($cookie.maxAge | toString)
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.path" "/"
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.httponly" "true"
+    "traefik.ingress.kubernetes.io/service.sticky.cookie.samesite" "lax"))
+  "haproxy" (dict "class" "haproxy" "namespace" "haproxy-controller" "ingressAnnotations" (dict
+    "haproxy.org/cookie-persistence" $cookie.name
+    "haproxy.org/timeout-tunnel" (printf "%ss" $timeout)))
+-}}
+{{- if $ingress.enabled -}}
+{{- index $presets $ingress.controller | default dict | toYaml -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The IngressClass of the Ingresses: ingress.ingressClassName, else the preset's (none with `generic`). */}}
+{{- define "agentforge.ingress.className" -}}
+{{- .Values.ingress.ingressClassName | default (include "agentforge.ingress.preset" . | fromYaml).class | default "" -}}
+{{- end -}}
+
+{{/*
+TLS of the Ingresses: the given list, else, with a certificate from cert-manager (ingress.certManager.clusterIssuer or
+certificate.enabled), every host in that certificate's Secret.
+*/}}
 {{- define "agentforge.ingress.tls" -}}
 {{- $ingress := .Values.ingress -}}
 {{- $tls := $ingress.tls -}}
-{{- if and (not $tls) $ingress.certManager.clusterIssuer -}}
-{{- $tls = list (dict "secretName" (include "agentforge.componentName" (list . "tls")) "hosts" $ingress.hosts) -}}
+{{- if and (not $tls) (or $ingress.certManager.clusterIssuer .Values.certificate.enabled) -}}
+{{- $tls = list (dict "secretName" (include "agentforge.tlsSecretName" .) "hosts" $ingress.hosts) -}}
 {{- end -}}
 {{- with $tls -}}
 tls:

@@ -43,7 +43,10 @@ while the chart's Ingress is on, the Gateway's data plane while its HTTPRoutes a
 {{- $np := .Values.networkPolicy -}}
 {{- $peers := list -}}
 {{- if .Values.ingress.enabled }}
-{{- $namespaces := required "networkPolicy.ingressNamespaceSelector is required: a LabelSelector of the ingress controller's namespaces ({} for every namespace)" $np.ingressNamespaceSelector -}}
+{{- $namespaces := $np.ingressNamespaceSelector -}}
+{{- with (include "agentforge.ingress.preset" . | fromYaml).namespace }}
+{{- $namespaces = $namespaces | default (dict "matchLabels" (dict "kubernetes.io/metadata.name" .)) -}}
+{{- end }}
 {{- $peers = append $peers (include "agentforge.networkPolicy.namespacePeer" (list $namespaces $np.ingressPodSelector) | fromYaml) -}}
 {{- end }}
 {{- if .Values.httpRoute.enabled }}
