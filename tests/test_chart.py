@@ -39,10 +39,8 @@ DEFAULT_INVENTORY = {
     ("StatefulSet", "agentforge-redis"),
     ("Service", "agentforge-redis"),
     ("ConfigMap", "agentforge-redis"),
-    # Edge and isolation: two Ingresses (the backend's carries the WebSocket settings), default-deny plus one
+    # Isolation (no edge by default: the chart cannot know the cluster's controller): default-deny plus one
     # NetworkPolicy per reachable component, and the data collector's egress (public addresses only).
-    ("Ingress", "agentforge-frontend"),
-    ("Ingress", "agentforge-backend"),
     ("NetworkPolicy", "agentforge-default-deny"),
     ("NetworkPolicy", "agentforge-frontend"),
     ("NetworkPolicy", "agentforge-backend"),
@@ -174,7 +172,7 @@ def test_kube_version_below_minimum_refused():
 
 
 @pytest.mark.parametrize("scenario,expected", [
-    ("default", ["http://agentforge.example.com/", "port-forward svc/rel-agentforge-grafana 3000",
+    ("default", ["port-forward svc/rel-agentforge-frontend 3000", "port-forward svc/rel-agentforge-grafana 3000",
                  "delete pvc,secret -l app.kubernetes.io/instance=rel",
                  "logs --selector app.kubernetes.io/instance=rel,app.kubernetes.io/component=migrations"]),
     ("gitops", ["logs --selector app.kubernetes.io/instance=rel,app.kubernetes.io/component=migrations"]),

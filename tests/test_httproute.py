@@ -5,8 +5,10 @@ import functools
 import json
 import re
 
+import crdschema
 import jsonschema
 import pytest
+from crdschema import module_dir
 
 from chart import ROOT, pinned, render_chart, render_error
 
@@ -154,9 +156,46 @@ class TestRoutes:
         stderr = render_error({"httpRoute": {"enabled": True}})
         assert "httpRoute.parentRef.name is required" in stderr
 
-    def test_ingress_and_routes_side_by_side(self, routes):
+    def test_ingress_and_routes_side_by_side(self):
         """Moving from ingress-nginx: both can run at once."""
-        assert {o["kind"] for o in routes if o["metadata"]["name"] == BACKEND} >= {"Ingress", "HTTPRoute"}
+        both = render_chart({**ON, "ingress": {"enabled": True, "controller": "ingress-nginx"}})
+        assert {o["kind"] for o in both if o["metadata"]["name"] == BACKEND} >= {"Ingress", "HTTPRoute"}
+
+
+class TestTraefik:
+    """httpRoute.controller=traefik: Traefik's Gateway provider ignores rules[].sessionPersistence, so /api goes
+    through a TraefikService with a sticky cookie (the real-pod tier runs it: test_real_edge.py)."""
+
+    VALUES = {"httpRoute": {"enabled": True, "controller": "traefik", "parentRef": {"name": "edge"}}}
+
+    @pytest.fixture(scope="class")
+    def objects(self):
+        return render_chart(self.VALUES)
+
+    def test_api_goes_through_the_traefikservice_and_the_page_does_not(self, objects):
+        _, rule = route_for(objects, "/api/v1/ws/chat/1")
+        assert rule["backendRefs"] == [{"group": "traefik.io", "kind": "TraefikService", "name": BACKEND}]
+        assert "sessionPersistence" not in rule
+        _, page = route_for(objects, "/login")
+        assert page["backendRefs"][0]["name"] == "agentforge-frontend"
+
+    def test_the_traefikservice_pins_the_backend_service_with_the_cookie(self, objects):
+        (service,) = objects.of_kind("TraefikService")
+        (entry,) = service["spec"]["weighted"]["services"]
+        assert (entry["name"], entry["port"]) == (BACKEND, 8000)
+        assert entry["sticky"]["cookie"]["name"] == "agentforge_affinity"
+        assert entry["sticky"]["cookie"]["maxAge"] == 48 * 3600  # absoluteTimeout 48h
+
+    def test_the_traefikservice_is_valid_for_traefiks_crd(self, objects):
+        crd = (module_dir("github.com/traefik/traefik/v3", pinned("TRAEFIK"))
+               / "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml")
+        (service,) = objects.of_kind("TraefikService")
+        assert crdschema.errors(crd, service) == []
+        broken = {**service, "spec": {"weighted": {"services": [{"name": "x", "port": 1, "stickky": {}}]}}}
+        assert crdschema.errors(crd, broken)
+
+    def test_none_without_the_preset(self, routes):
+        assert routes.of_kind("TraefikService") == []
 
 
 class TestWebSocketTimeouts:

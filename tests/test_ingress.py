@@ -1,19 +1,31 @@
-"""Ingress: `/` to the frontend, `/api` (REST and WebSockets) to the backend, with the backend's NGINX settings."""
+"""Ingress: `/` to the frontend, `/api` (REST and WebSockets) to the backend, with the settings of the controller
+`ingress.controller` names (its preset). Off by default: the chart assumes no controller."""
 
 import pytest
+from crdschema import module_dir
 
-from chart import render_chart, render_error
+from chart import pinned, render_chart, render_error
 
 FRONTEND, BACKEND = "agentforge-frontend", "agentforge-backend"
 NGINX = "nginx.ingress.kubernetes.io/"
 WEBSOCKET_PATH = "/api/v1/ws/chat/3f1c9a2e"
 # Values sets rendered once each and shared by the tests that read them.
-CUSTOM = {"ingress": {"wsPath": True, "hosts": ["a.example.com", "*.b.example.com"], "ingressClassName": "traefik"}}
-TUNED = {"ingress": {
-    "nginx": {"affinityCookie": {"name": "route", "maxAge": 600}, "websocketTimeoutSeconds": 7200,
-              "proxyBodySize": "50m"},
-    "annotations": {NGINX + "proxy-body-size": "1g", "team": "ai"}}}
-PLAIN = {"ingress": {"ingressClassName": "", "nginx": {"enabled": False}}}
+ON = {"enabled": True, "controller": "ingress-nginx"}
+NGINX_ON = {"ingress": ON}
+CUSTOM = {"ingress": {**ON, "wsPath": True, "hosts": ["a.example.com", "*.b.example.com"],
+                      "ingressClassName": "traefik"}}
+TUNED = {"ingress": {**ON, "affinityCookie": {"name": "route", "maxAge": 600}, "websocketTimeoutSeconds": 7200,
+                     "proxyBodySize": "50m", "annotations": {NGINX + "proxy-body-size": "1g", "team": "ai"}}}
+# A plain Ingress: no controller's settings, one backend pod (no affinity needed), the controller's namespace given.
+PLAIN = {"ingress": {"enabled": True, "controller": "generic"},
+         "backend": {"autoscaling": {"enabled": False}, "replicaCount": 1, "pdb": {"enabled": False}},
+         "networkPolicy": {"ingressNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}}}}
+TRAEFIK = "traefik.ingress.kubernetes.io/service.sticky.cookie"
+
+
+@pytest.fixture(scope="module")
+def nginx_render():
+    return render_chart(NGINX_ON)
 
 
 def prefix_matches(prefix: str, path: str) -> bool:
@@ -51,8 +63,8 @@ class TestRouting:
         (WEBSOCKET_PATH + "?token=abc", BACKEND, 8000),
         ("/ws/chat/1", FRONTEND, 3000),
     ])
-    def test_default_routes(self, default_render, path, service, port):
-        _, routed_service, routed_port = route(default_render, "agentforge.example.com", path)
+    def test_default_routes(self, nginx_render, path, service, port):
+        _, routed_service, routed_port = route(nginx_render, "agentforge.example.com", path)
         assert (routed_service, routed_port) == (service, port)
 
     def test_ws_path_optional(self):
@@ -60,12 +72,12 @@ class TestRouting:
         _, service, port = route(objects, "a.example.com", "/ws/chat/1")
         assert (service, port) == (BACKEND, 8000)
 
-    def test_backends_exist_with_those_ports(self, default_render):
-        for ingress in default_render.of_kind("Ingress"):
+    def test_backends_exist_with_those_ports(self, nginx_render):
+        for ingress in nginx_render.of_kind("Ingress"):
             for rule in ingress["spec"]["rules"]:
                 for p in rule["http"]["paths"]:
                     ref = p["backend"]["service"]
-                    service = default_render.get("Service", ref["name"])
+                    service = nginx_render.get("Service", ref["name"])
                     assert ref["port"]["number"] in [sp["port"] for sp in service["spec"]["ports"]]
 
     def test_every_host_gets_every_path(self):
@@ -74,9 +86,9 @@ class TestRouting:
             assert route(objects, host, "/")[1] == FRONTEND
             assert route(objects, host, WEBSOCKET_PATH)[1] == BACKEND
 
-    def test_class_and_default_host(self, default_render):
+    def test_class_and_default_host(self, nginx_render):
         for name in (FRONTEND, BACKEND):
-            spec = default_render.get("Ingress", name)["spec"]
+            spec = nginx_render.get("Ingress", name)["spec"]
             assert spec["ingressClassName"] == "nginx"
             assert [r["host"] for r in spec["rules"]] == ["agentforge.example.com"]
 
@@ -87,20 +99,25 @@ class TestRouting:
     def test_disabled(self):
         assert render_chart({"ingress": {"enabled": False}}).of_kind("Ingress") == []
 
+    def test_off_by_default(self, default_render):
+        """The chart assumes no controller: no Ingress, and no controller's settings on the backend's Service."""
+        assert default_render.of_kind("Ingress") == []
+        assert "annotations" not in default_render.get("Service", BACKEND)["metadata"]
+
 
 class TestWebSocketSettings:
     """Upstream defect 7: the WebSocket timeouts must apply where the WebSockets go, under /api."""
 
-    def test_websocket_path_has_long_timeouts_and_http11(self, default_render):
-        ingress, _, _ = route(default_render, "agentforge.example.com", WEBSOCKET_PATH)
+    def test_websocket_path_has_long_timeouts_and_http11(self, nginx_render):
+        ingress, _, _ = route(nginx_render, "agentforge.example.com", WEBSOCKET_PATH)
         annotations = ingress["metadata"]["annotations"]
         assert annotations[NGINX + "proxy-read-timeout"] == "3600"
         assert annotations[NGINX + "proxy-send-timeout"] == "3600"
         assert annotations[NGINX + "proxy-http-version"] == "1.1"
         assert annotations[NGINX + "proxy-body-size"] == "10m"
 
-    def test_websocket_path_has_persistent_cookie_affinity(self, default_render):
-        ingress, _, _ = route(default_render, "agentforge.example.com", WEBSOCKET_PATH)
+    def test_websocket_path_has_persistent_cookie_affinity(self, nginx_render):
+        ingress, _, _ = route(nginx_render, "agentforge.example.com", WEBSOCKET_PATH)
         annotations = ingress["metadata"]["annotations"]
         assert annotations[NGINX + "affinity"] == "cookie"
         # "balanced" would move sessions to new pods on scale-up, and their WebSockets live in one pod.
@@ -109,9 +126,9 @@ class TestWebSocketSettings:
         assert annotations[NGINX + "session-cookie-max-age"] == "172800"
         assert annotations[NGINX + "session-cookie-path"] == "/"
 
-    def test_frontend_has_no_affinity(self, default_render):
+    def test_frontend_has_no_affinity(self, nginx_render):
         """One cookie over both paths would be rewritten by the frontend's location, unpinning the backend."""
-        annotations = default_render.get("Ingress", FRONTEND)["metadata"].get("annotations", {})
+        annotations = nginx_render.get("Ingress", FRONTEND)["metadata"].get("annotations", {})
         assert not [k for k in annotations if k.startswith(NGINX)]
 
     def test_settings_are_values(self):
@@ -132,20 +149,20 @@ class TestWebSocketSettings:
 
 
 class TestTls:
-    def test_no_tls_by_default(self, default_render):
-        for ingress in default_render.of_kind("Ingress"):
+    def test_no_tls_by_default(self, nginx_render):
+        for ingress in nginx_render.of_kind("Ingress"):
             assert "tls" not in ingress["spec"]
 
     def test_given_tls_on_both(self):
         tls = [{"secretName": "web-cert", "hosts": ["agentforge.example.com"]}]
-        objects = render_chart({"ingress": {"tls": tls}})
+        objects = render_chart({"ingress": {**ON, "tls": tls}})
         for ingress in objects.of_kind("Ingress"):
             assert ingress["spec"]["tls"] == tls
             assert "cert-manager.io/cluster-issuer" not in ingress["metadata"].get("annotations", {})
 
     def test_cert_manager_issuer_requests_one_certificate_for_every_host(self):
         hosts = ["agentforge.example.com", "*.chat.example.com"]
-        objects = render_chart({"ingress": {"hosts": hosts, "certManager": {"clusterIssuer": "letsencrypt"}}})
+        objects = render_chart({"ingress": {**ON, "hosts": hosts, "certManager": {"clusterIssuer": "letsencrypt"}}})
         for ingress in objects.of_kind("Ingress"):
             assert ingress["spec"]["tls"] == [{"secretName": "agentforge-tls", "hosts": hosts}]
         frontend = objects.get("Ingress", FRONTEND)["metadata"]["annotations"]
@@ -156,7 +173,7 @@ class TestTls:
 
     def test_cert_manager_keeps_given_tls(self):
         tls = [{"secretName": "mine", "hosts": ["agentforge.example.com"]}]
-        objects = render_chart({"ingress": {"tls": tls, "certManager": {"clusterIssuer": "letsencrypt"}}})
+        objects = render_chart({"ingress": {**ON, "tls": tls, "certManager": {"clusterIssuer": "letsencrypt"}}})
         assert objects.get("Ingress", FRONTEND)["spec"]["tls"] == tls
 
 
@@ -165,10 +182,61 @@ class TestValidation:
         ({"hosts": []}, "hosts"),
         ({"hosts": ["Bad_Host.example.com"]}, "hosts"),
         ({"hosts": ["https://agentforge.example.com"]}, "hosts"),
-        ({"nginx": {"proxyBodySize": "10 MB"}}, "proxyBodySize"),
-        ({"nginx": {"websocketTimeoutSeconds": 5}}, "websocketTimeoutSeconds"),
-        ({"nginx": {"affinityCookie": {"name": "my cookie"}}}, "name"),
+        ({"proxyBodySize": "10 MB"}, "proxyBodySize"),
+        ({"websocketTimeoutSeconds": 5}, "websocketTimeoutSeconds"),
+        ({"affinityCookie": {"name": "my cookie"}}, "name"),
+        ({"controller": "nginx"}, "controller"),
         ({"tls": [{"secretName": "x", "host": ["a"]}]}, "host"),
     ])
     def test_bad_values_rejected(self, values, key):
         assert key in render_error({"ingress": values})
+
+
+class TestPresets:
+    """Each controller's own affinity cookie and WebSocket settings, where that controller reads them."""
+
+    def test_a_controller_is_required_and_the_message_says_how_to_keep_the_old_defaults(self):
+        message = render_error({"ingress": {"enabled": True}})
+        assert "ingress.controller is required" in message and "ingress.controller=ingress-nginx" in message
+
+    def test_the_removed_nginx_key_is_refused_with_what_to_set(self):
+        message = render_error({"ingress": {**ON, "nginx": {"enabled": True}}})
+        assert "ingress.nginx was removed" in message and "ingress.affinityCookie" in message
+
+    def test_traefik_reads_its_sticky_cookie_from_the_backends_service(self):
+        objects = render_chart({"ingress": {**ON, "controller": "traefik"}})
+        service = objects.get("Service", BACKEND)["metadata"]["annotations"]
+        assert service[TRAEFIK] == "true" and service[TRAEFIK + ".name"] == "agentforge_affinity"
+        assert service[TRAEFIK + ".maxage"] == "172800"
+        assert "annotations" not in objects.get("Service", FRONTEND)["metadata"]
+        for name in (FRONTEND, BACKEND):
+            ingress = objects.get("Ingress", name)
+            assert ingress["spec"]["ingressClassName"] == "traefik"
+            assert not [k for k in ingress["metadata"].get("annotations", {}) if k.startswith(NGINX)]
+
+    def test_traefik_annotations_are_those_of_traefiks_reference(self):
+        """Every annotation the preset sets is one Traefik's routing reference for Kubernetes Ingress documents (from
+        the module of the Traefik the real-pod tier runs)."""
+        module = module_dir("github.com/traefik/traefik/v3", pinned("TRAEFIK"))
+        reference = (module / "docs/content/reference/routing-configuration/kubernetes/ingress.md").read_text()
+        annotations = render_chart({"ingress": {**ON, "controller": "traefik"}}).get(
+            "Service", BACKEND)["metadata"]["annotations"]
+        assert annotations and not [k for k in annotations if f"`{k}`" not in reference]
+
+    def test_haproxy_sets_cookie_persistence_and_the_tunnel_timeout(self):
+        objects = render_chart({"ingress": {**ON, "controller": "haproxy", "websocketTimeoutSeconds": 7200}})
+        annotations = objects.get("Ingress", BACKEND)["metadata"]["annotations"]
+        assert annotations == {"haproxy.org/cookie-persistence": "agentforge_affinity",
+                               "haproxy.org/timeout-tunnel": "7200s"}
+        assert "annotations" not in objects.get("Ingress", FRONTEND)["metadata"]
+        assert objects.get("Ingress", BACKEND)["spec"]["ingressClassName"] == "haproxy"
+
+    def test_generic_needs_affinity_of_its_own_with_several_backend_pods(self):
+        values = {**PLAIN, "backend": {"autoscaling": {"enabled": False}, "replicaCount": 2}}  # PDB on
+        assert "ingress.affinityProvidedByController=true" in render_error(values)
+        values["ingress"] = {**PLAIN["ingress"], "affinityProvidedByController": True}
+        assert render_chart(values).of_kind("Ingress")
+
+    def test_generic_needs_the_controllers_namespace(self):
+        values = {**PLAIN, "networkPolicy": {}}
+        assert "networkPolicy.ingressNamespaceSelector is required" in render_error(values)

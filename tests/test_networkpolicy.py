@@ -133,16 +133,25 @@ def merged(*parts: dict) -> dict:
     return out
 
 
+# The release behind ingress-nginx (the preset of the Ingress that earlier versions rendered by default), whose
+# namespace the scene's controller pods are in; every scenario but "no-edge" starts from it.
+NGINX_EDGE = {"ingress": {"enabled": True, "controller": "ingress-nginx"}}
 SCENARIOS = {
-    "default": ({}, DEFAULT),
-    "external-database": (EXTERNAL_DB, EXTERNAL_DATABASE),
-    "monitoring-off": (MONITORING_OFF, DEFAULT - MONITORING_PATHS),
+    "default": (NGINX_EDGE, DEFAULT),
+    "external-database": (merged(NGINX_EDGE, EXTERNAL_DB), EXTERNAL_DATABASE),
+    "monitoring-off": (merged(NGINX_EDGE, MONITORING_OFF), DEFAULT - MONITORING_PATHS),
+    # The chart's defaults: no edge, so nothing outside the release reaches the frontend or the backend.
+    "no-edge": ({}, DEFAULT - INGRESS_PATHS),
+    # Traefik's preset admits the namespace traefik, not the ingress-nginx one.
+    "traefik": ({"ingress": {"enabled": True, "controller": "traefik"}}, DEFAULT - INGRESS_PATHS),
     # The Gateway API instead of the Ingress: the Gateway's namespace replaces the ingress controller's.
-    "gateway-api": (merged(GATEWAY, {"ingress": {"enabled": False}}), DEFAULT - INGRESS_PATHS | GATEWAY_PATHS),
+    "gateway-api": (merged(NGINX_EDGE, GATEWAY, {"ingress": {"enabled": False}}),
+                    DEFAULT - INGRESS_PATHS | GATEWAY_PATHS),
     # Only the controller's pods of its namespace; Grafana's UI opened to them.
     "ingress-pods-and-grafana": (
-        {"networkPolicy": {"grafanaFromIngress": True,
-                           "ingressPodSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}},
+        merged(NGINX_EDGE, {"networkPolicy": {
+            "grafanaFromIngress": True,
+            "ingressPodSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}}),
         DEFAULT - {("ingress-neighbour", "frontend", 3000), ("ingress-neighbour", "backend", 8000)}
         | {("ingress-controller", "grafana", 3000)}),
 }
@@ -238,8 +247,8 @@ class TestPolicyShape:
 
     def test_gateway_in_the_release_namespace_by_default(self):
         """A Gateway without a namespace is in the route's; with the Ingress on too, both edges may reach in."""
-        scene = Scene({"httpRoute": {"enabled": True, "parentRef": {"name": "local"},
-                                     "sessionPersistence": {"providedByGateway": True}}})
+        scene = Scene(merged(NGINX_EDGE, {"httpRoute": {"enabled": True, "parentRef": {"name": "local"},
+                                                        "sessionPersistence": {"providedByGateway": True}}}))
         local_gateway = Pod("local-gw", NAMESPACE, {"app": "gateway"}, "10.99.0.2")
         assert scene.cluster.allowed(local_gateway, scene.pod("frontend"), 3000)
         assert scene.cluster.allowed(local_gateway, scene.pod("backend"), 8000)
@@ -286,7 +295,6 @@ class TestExtraSources:
 
 class TestValidation:
     @pytest.mark.parametrize("values,message", [
-        ({"ingressNamespaceSelector": None}, "networkPolicy.ingressNamespaceSelector is required"),
         ({"egress": {"enabled": True, "dnsNamespaceSelector": None}},
          "networkPolicy.egress.dnsNamespaceSelector is required"),
         ({"egress": {"allowedCIDRs": ["10.0.0.0"]}}, "allowedCIDRs"),
@@ -309,7 +317,7 @@ class TestEgress:
     @pytest.fixture(scope="class")
     @classmethod
     def scene(cls):
-        return Scene(merged(EXTERNAL_DB, EXTERNAL_REDIS, {"networkPolicy": {"egress": {
+        return Scene(merged(NGINX_EDGE, EXTERNAL_DB, EXTERNAL_REDIS, {"networkPolicy": {"egress": {
             "enabled": True, "allowedCIDRs": ["198.51.100.0/24"], "externalDatabaseCIDR": "192.0.2.10/32",
             "apiServerCIDRs": ["10.0.0.1/32"],
             "extraTo": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 25, "protocol": "TCP"}]}],

@@ -36,11 +36,12 @@ def edge(real_cli, real_release):
         yield
 
 
-def open_chat(page) -> None:
-    """Register a new user, log in, create a conversation and wait for its chat's WebSocket to connect."""
+def open_chat(page, origin: str = "http://localhost:3000") -> None:
+    """Register a new user on the frontend at `origin`, log in, create a conversation and wait for its chat's
+    WebSocket to connect."""
     email = f"journey-{secrets.token_hex(4)}@example.com"
     password = secrets.token_urlsafe(12) + "Aa1"  # the backend wants a digit and a capital
-    page.goto("http://localhost:3000/register", wait_until="networkidle")
+    page.goto(f"{origin}/register", wait_until="networkidle")
     page.fill("#username", "Journey")
     page.fill("#email", email)
     page.fill("#password", password)
@@ -56,11 +57,12 @@ def open_chat(page) -> None:
 
 
 @contextmanager
-def browser_page():
+def browser_page(args: tuple[str, ...] | list[str] = ()):
+    """A page of headless Chromium, with more command-line arguments if given."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *args])
         try:
             yield browser.new_page(viewport={"width": 1280, "height": 800})
         finally:

@@ -34,12 +34,14 @@ mkdir -p "$OUT" "$CACHE" "$LOGS"
 
 # The images `build.sh` builds with no NAME, in build order; the chart component each one serves (for values.yaml).
 IMAGES=(pause coredns postgres redis prometheus backend data-collector frontend)
+# Images built only when named: the edge tests' controller and their frontend (tests/test_real_edge.py).
+EDGE_IMAGES=(traefik frontend-edge)
 declare -A COMPONENT=([backend]=backend [frontend]=frontend [data-collector]=dataCollector [postgres]=postgresql
   [redis]=redis [prometheus]=prometheus)
 # Base images the app images' Dockerfiles name in FROM; kept in the private storage only, under these names.
 declare -A BASE_NAME=([python-base]=docker.io/library/python:3.11-slim [node-base]=docker.io/library/node:20-alpine)
 declare -A DEPS=([python-base]=rootfs [node-base]=rootfs [postgres]=rootfs [redis]=rootfs
-  [backend]=python-base [data-collector]=python-base [frontend]=node-base)
+  [backend]=python-base [data-collector]=python-base [frontend]=node-base [frontend-edge]=node-base)
 CA=/etc/ssl/certs/ca-certificates.crt
 
 say() { printf '[images] %s\n' "$*" >&2; }
@@ -114,11 +116,52 @@ build_coredns() {
   rm -rf "$ctx" && mkdir -p "$ctx"
   cp "$bin" "$ctx/coredns"
   setcap cap_net_bind_service=+ep "$ctx/coredns"
-  echo 'root:x:0:0:root:/root:/sbin/nologin
-nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$ctx/passwd"
-  echo 'root:x:0:
-nonroot:x:65532:' >"$ctx/group"
+  nonroot_user "$ctx"
   bud coredns "$1" "$HERE/coredns.Containerfile" "$ctx"
+}
+
+# nonroot_user DIR: an /etc/passwd and /etc/group naming root and distroless's "nonroot" (uid/gid 65532), in DIR.
+nonroot_user() {
+  echo 'root:x:0:0:root:/root:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$1/passwd"
+  echo 'root:x:0:
+nonroot:x:65532:' >"$1/group"
+}
+
+inputs_traefik() {
+  cat "$HERE/traefik.Containerfile"
+  echo "TRAEFIK_VERSION=$TRAEFIK_VERSION"
+  go version
+}
+# The module lacks its nested module github.com/traefik/traefik/dynamic/ext (go.mod replaces it with a folder the zip
+# leaves out; the proxy does not serve it): its two extension points are empty structs. What the proxy does not
+# serve is cut, as traefik.Containerfile says.
+build_traefik() {
+  local ctx="$WORK/ctx/traefik" bin src work
+  bin="$CACHE/traefik-$TRAEFIK_VERSION-$(go env GOVERSION)/traefik"
+  if [[ ! -x $bin ]]; then
+    src=$(go_src github.com/traefik/traefik/v3 "$TRAEFIK_VERSION")
+    work="$WORK/src/traefik"
+    rm -rf "$work" && mkdir -p "$(dirname "$work")" && cp -r "$src" "$work" && chmod -R u+w "$work"
+    mkdir -p "$work/pkg/config/dynamic/ext"
+    printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24.0\n' >"$work/pkg/config/dynamic/ext/go.mod"
+    printf 'package ext\n\ntype HTTP struct{}\n\ntype Router struct{}\n' >"$work/pkg/config/dynamic/ext/ext.go"
+    sed -i -e '/"github.com\/go-acme\/lego\/v5\/providers\/dns"/d' \
+      -e 's/provider, err = dns.NewDNSChallengeProviderByName(p.DNSChallenge.Provider)/err = fmt.Errorf("DNS challenge provider %q: not in this build", p.DNSChallenge.Provider)/' \
+      "$work/pkg/provider/acme/provider.go"
+    sed -i 's/checkSecret:       goauth.CheckSecret,/checkSecret:       func(string, string) bool { return false },/' \
+      "$work/pkg/middlewares/auth/basic_auth.go"
+    sed -i 's/d.auth.RequireAuthStale(rw, req)/d.auth.RequireAuth(rw, req)/' "$work/pkg/middlewares/auth/digest_auth.go"
+    (cd "$work" && go mod edit -replace github.com/abbot/go-http-auth=github.com/abbot/go-http-auth@v0.4.0 &&
+      GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+        -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" -o "$bin.tmp" ./cmd/traefik)
+    mv "$bin.tmp" "$bin"
+    rm -rf "$work"
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$bin" "$ctx/traefik"
+  nonroot_user "$ctx"
+  bud traefik "$1" "$HERE/traefik.Containerfile" "$ctx"
 }
 
 inputs_rootfs() {
@@ -341,14 +384,29 @@ inputs_frontend() {
   frontend_args
 }
 build_frontend() {
-  local ctx="$WORK/ctx/frontend" arg args=()
+  frontend_image frontend "$1"
+}
+
+# The frontend of the edge tests (tests/test_real_edge.py), built for their one origin: the page, the API and the
+# WebSockets all at https://agentforge.test, through the edge controller.
+EDGE_ORIGIN=agentforge.test
+inputs_frontend-edge() {
+  NEXT_PUBLIC_API_URL=https://$EDGE_ORIGIN NEXT_PUBLIC_WS_URL=wss://$EDGE_ORIGIN inputs_frontend
+}
+build_frontend-edge() {
+  NEXT_PUBLIC_API_URL=https://$EDGE_ORIGIN NEXT_PUBLIC_WS_URL=wss://$EDGE_ORIGIN frontend_image frontend-edge "$1"
+}
+
+# frontend_image NAME TAG: the frontend's upstream Dockerfile built with frontend_args.
+frontend_image() {
+  local ctx="$WORK/ctx/$1" arg args=()
   rm -rf "$ctx" && mkdir -p "$ctx"
   # The build context is a copy: the Dockerfile copies frontend/public, which the repository lacks (git keeps no
   # empty folder), and the source folder is read-only.
   (cd "$SRC/frontend" && tar --exclude=./node_modules --exclude=./.next -cf - .) | tar -C "$ctx" -xf -
   mkdir -p "$ctx/public"
   while read -r arg; do args+=(--build-arg "$arg"); done < <(frontend_args)
-  bud frontend "$1" "$SRC/docker/Dockerfile.frontend.prod" "$ctx" "${args[@]}" "${CA_MOUNT[@]}" \
+  bud "$1" "$2" "$SRC/docker/Dockerfile.frontend.prod" "$ctx" "${args[@]}" "${CA_MOUNT[@]}" \
     -v "$(build_home frontend)"
 }
 
@@ -360,7 +418,7 @@ tag() {
   {
     echo "image $name"
     # The build functions are inputs too: this image's, and the helpers they share.
-    declare -f "build_$name" "inputs_$name" bud build_home python_app debian_standin
+    declare -f "build_$name" "inputs_$name" bud build_home python_app debian_standin frontend_image
     "inputs_$name"
     for dep in ${DEPS[$name]:-}; do echo "base $dep $(tag "$dep")"; done
   } | sha256sum | cut -c1-12
@@ -447,7 +505,8 @@ install_tools() {
 
 # Bases may be named too (they are built, not exported).
 check_name() {
-  [[ " ${IMAGES[*]} rootfs ${!BASE_NAME[*]} " == *" $1 "* ]] || die "unknown image '$1' (known: ${IMAGES[*]})"
+  [[ " ${IMAGES[*]} ${EDGE_IMAGES[*]} rootfs ${!BASE_NAME[*]} " == *" $1 "* ]] ||
+    die "unknown image '$1' (known: ${IMAGES[*]} ${EDGE_IMAGES[*]})"
 }
 
 push() {
