@@ -26,6 +26,8 @@ NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
 IMAGES_SH = ROOT / "scripts" / "images" / "build.sh"
 IMAGES_OUT = ROOT / ".tools" / "images" / "out"
 NODE_VALUES = ROOT / "scripts" / "kube" / "node-values.yaml"
+# The node's bridge (scripts/kube/node.sh): pods, and the node's own address.
+BRIDGE = "af-br0"
 # Screenshots and reports of the tier (git-ignored).
 ARTIFACTS = ROOT / ".artifacts" / "real"
 

@@ -40,10 +40,15 @@ HOST = "agentforge.test"
 ORIGIN = f"https://{HOST}"
 NAMESPACE = "traefik"
 EDGES = ("gateway", "ingress")
+# Traefik's instances: one per edge, and one with its ingress-nginx provider for the release on the old defaults.
+INSTANCES = (*EDGES, "ingress-nginx")
 TLS_SECRET = "edge-tls"
 COOKIE = "agentforge_affinity"
 # The labels of the controller's pods (those the Traefik Helm chart gives them); the chart admits these only.
 CONTROLLER_LABELS = {"app.kubernetes.io/name": "traefik"}
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def traefik_module() -> Path:
@@ -77,6 +82,13 @@ def spki_hash(cert: Path) -> str:
     return base64.b64encode(digest).decode()
 
 
+def bridge_address() -> str:
+    """The node's own address on its bridge (the source of what this machine sends to a Service)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", realnode.BRIDGE], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[3].split("/")[0]
+
+
 def tls_secret(namespace: str, cert: Path, key: Path) -> dict:
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"name": TLS_SECRET, "namespace": namespace},
@@ -85,20 +97,25 @@ def tls_secret(namespace: str, cert: Path, key: Path) -> dict:
 
 
 def cluster_roles() -> list[dict]:
-    """The ClusterRoles Traefik's reference publishes for its Gateway API and Kubernetes CRD/Ingress providers."""
+    """The ClusterRoles Traefik's reference publishes for its Gateway API, Kubernetes CRD/Ingress and ingress-nginx
+    providers."""
     folder = traefik_module() / "docs" / "content" / "reference" / "dynamic-configuration"
     docs = [d for f in ("kubernetes-gateway-rbac.yml", "kubernetes-crd-rbac.yml")
             for d in yaml.safe_load_all((folder / f).read_text()) if d]
     return [d for d in docs if d["kind"] == "ClusterRole"]
 
 
-def traefik_objects(image: str, roles: list[dict]) -> list[dict]:
+def traefik_objects(image: str, roles: list[dict], node_address: str) -> list[dict]:
     """The two instances (a ServiceAccount bound to the published ClusterRoles, a Deployment and a Service each), the
     GatewayClass and Gateway of the Gateway API instance, and the IngressClass of the Ingress instance."""
     args = {
         "gateway": ["--providers.kubernetesgateway=true", "--providers.kubernetescrd=true"],
         # As the Traefik Helm chart's websecure entry point: TLS for every router on it.
         "ingress": ["--providers.kubernetesingress=true", "--entryPoints.websecure.http.tls=true"],
+        # Ingresses of class nginx, with their nginx.ingress.kubernetes.io/* annotations (the migration path).
+        "ingress-nginx": ["--providers.kubernetesingressnginx=true",
+                          "--providers.kubernetesingressnginx.httpsEntryPoint=websecure",
+                          "--entryPoints.websecure.http.tls=true"],
     }
     objects: list[dict] = [{"apiVersion": "v1", "kind": "ServiceAccount",
                             "metadata": {"name": "traefik", "namespace": NAMESPACE}}]
@@ -109,24 +126,31 @@ def traefik_objects(image: str, roles: list[dict]) -> list[dict]:
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                     "name": role["metadata"]["name"]},
                         "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE}]})
-    for edge in EDGES:
+    for edge in INSTANCES:
         labels = {**CONTROLLER_LABELS, "app.kubernetes.io/instance": f"traefik-{edge}"}
         container = {
             "name": "traefik", "image": image, "imagePullPolicy": "Never",
+            # The node's address on the bridge (where this machine's clients come from) is trusted as an upstream
+            # load balancer's would be: each test client then stands for a user of its own address (the login
+            # rate limit counts per address).
             "args": ["--entryPoints.websecure.address=:8443", "--entryPoints.traefik.address=:9000", "--ping=true",
+                     f"--entryPoints.websecure.forwardedHeaders.trustedIPs={node_address}/32",
                      "--log.level=INFO", "--log.noColor=true", "--global.checkNewVersion=false",
                      "--global.sendAnonymousUsage=false", *args[edge]],
             "ports": [{"name": "websecure", "containerPort": 8443}, {"name": "ping", "containerPort": 9000}],
             "readinessProbe": {"httpGet": {"path": "/ping", "port": 9000}, "periodSeconds": 2},
             "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
         }
         objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
                         "metadata": {"name": f"traefik-{edge}", "namespace": NAMESPACE},
                         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                                  "template": {"metadata": {"labels": labels},
-                                              "spec": {"serviceAccountName": "traefik", "containers": [container]}}}})
+                                              "spec": {"serviceAccountName": "traefik", "containers": [container],
+                                                       # As the Traefik Helm chart's: every container of the pod
+                                                       # (the tests' ephemeral ones too) runs as its user.
+                                                       "securityContext": POD_SECURITY}}}})
         objects.append({"apiVersion": "v1", "kind": "Service",
                         "metadata": {"name": f"traefik-{edge}", "namespace": NAMESPACE},
                         "spec": {"selector": labels, "ports": [{"name": "https", "port": 443,
@@ -142,15 +166,22 @@ def traefik_objects(image: str, roles: list[dict]) -> list[dict]:
              "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
         {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "traefik"},
          "spec": {"controller": "traefik.io/ingress-controller"}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"},
+         "spec": {"controller": "k8s.io/ingress-nginx"}},
     ]
     return objects
+
+
+def escape(key: str) -> str:
+    """A label key as one element of a helm --set path."""
+    return key.replace(".", "\\.")
 
 
 def edge_values(release_namespace: str) -> list[str]:
     """helm arguments that put the release behind both edges, with the frontend built for the one origin."""
     ref = realnode.image_ref("frontend-edge")
     repository, tag = ref.split("/", 1)[1].rsplit(":", 1)
-    pod_labels = ",".join(f"{k.replace('.', chr(92) + '.')}={v}" for k, v in CONTROLLER_LABELS.items())
+    pod_labels = ",".join(f"{escape(k)}={v}" for k, v in CONTROLLER_LABELS.items())
     return [
         f"--set=frontend.image.repository={repository}", f"--set-string=frontend.image.tag={tag}",
         f"--set=config.corsOrigins={{{ORIGIN}}}",
@@ -179,18 +210,22 @@ def edge(real_cli, real_release, tmp_path_factory):
     real_cli.kubectl("apply", "--server-side", *(a for f in files for a in ("-f", f)))
     real_cli.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     ca, cert, key = signed_certificate(tmp_path_factory.mktemp("edge-ca"))
-    real_cli.create_namespace(NAMESPACE)
     objects = [tls_secret(NAMESPACE, cert, key), tls_secret(namespace, cert, key),
-               *traefik_objects(realnode.image_ref("traefik"), cluster_roles())]
-    real_cli.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    real_cli.wait_ready(NAMESPACE, timeout=300)
-    real_cli.upgrade(release, namespace, *realnode.chart_values(), *edge_values(namespace))
-    addresses = {e: real_cli.get(NAMESPACE, "service", f"traefik-{e}")["spec"]["clusterIP"] for e in EDGES}
-    for e in EDGES:  # the controller has loaded the routes: the page answers through it
-        wait_for(lambda e=e: Client(addresses[e], ca).request("GET", "/")[0] == 200, timeout=120, interval=2,
-                 what=f"the frontend through traefik-{e}")
-    yield {"addresses": addresses, "ca": ca, "spki": spki_hash(cert)}
-    real_cli.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+               *traefik_objects(realnode.image_ref("traefik"), cluster_roles(), bridge_address())]
+    real_cli.create_namespace(NAMESPACE)
+    try:
+        real_cli.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        real_cli.wait_ready(NAMESPACE, timeout=300)
+        real_cli.upgrade(release, namespace, *realnode.chart_values(), *edge_values(namespace))
+        addresses = {e: real_cli.get(NAMESPACE, "service", f"traefik-{e}")["spec"]["clusterIP"] for e in INSTANCES}
+        for e in EDGES:  # the controller has loaded the routes: the page answers through it
+            wait_for(lambda e=e: Client(addresses[e], ca).request("GET", "/")[0] == 200, timeout=120, interval=2,
+                     what=f"the frontend through traefik-{e}")
+        yield {"addresses": addresses, "ca": ca, "spki": spki_hash(cert)}
+    finally:
+        cluster_wide = [f"{o['kind']}/{o['metadata']['name']}" for o in objects if "namespace" not in o["metadata"]]
+        real_cli.kubectl("delete", "--ignore-not-found", *cluster_wide, check=False)
+        real_cli.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
 class Client:
@@ -199,6 +234,8 @@ class Client:
 
     def __init__(self, address: str, ca: Path, keep_cookies: bool = True):
         self.address, self.keep = address, keep_cookies
+        # A user's own address, as the upstream load balancer Traefik trusts would forward it.
+        self.forwarded_for = f"198.51.100.{secrets.randbelow(250) + 1}"
         self.context = ssl.create_default_context(cafile=str(ca))
         self.cookies: dict[str, str] = {}
 
@@ -207,7 +244,7 @@ class Client:
                                         server_hostname=HOST)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Host": HOST, "Origin": ORIGIN, **(extra or {})}
+        headers = {"Host": HOST, "Origin": ORIGIN, "X-Forwarded-For": self.forwarded_for, **(extra or {})}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         return headers
@@ -293,22 +330,18 @@ def test_browser_journey_through_the_controller(edge, which, record_property):
     assert any(url.startswith(f"wss://{HOST}/api/v1/ws/chat/") for url in sockets), sockets
 
 
-@pytest.mark.parametrize("which", EDGES)
-def test_a_users_websocket_and_later_calls_reach_one_backend_pod(real_cli, real_release, edge, which,
-                                                                 record_property):
-    """Through the controller, with the backend's 2 pods: each of 6 users (a cookie jar each) opens its chat's
-    WebSocket, then reads its conversation 5 times; the backend pods' own access logs show every one of those
+def assert_affinity(real_cli, namespace: str, address: str, ca: Path, label: str) -> str:
+    """Through the controller at `address`, with the backend's 2 pods: each of 6 users (a cookie jar each) opens its
+    chat's WebSocket, then reads its conversation 5 times; the backend pods' own access logs show every one of those
     requests on one pod per user, and the users on both pods. A client that drops the cookie is spread over both
-    (the pinning is the cookie's)."""
-    namespace, _, _ = real_release
+    (the pinning is the cookie's). What was seen, for the report."""
     pods = real_cli.component_pods(namespace, "backend")
     assert len(pods) >= 2, [p["metadata"]["name"] for p in pods]
-    address, ca = edge["addresses"][which], edge["ca"]
     started = time.time()
     users = []
     for n in range(6):
         client = Client(address, ca)
-        token, conversation = client.new_chat(f"edge-{which}-{n}")
+        token, conversation = client.new_chat(f"edge-{label}-{n}")
         assert COOKIE in client.cookies, client.cookies
         conn, status = client.websocket(f"/api/v1/ws/chat/{conversation}?token={token}")
         assert status == 101
@@ -317,7 +350,7 @@ def test_a_users_websocket_and_later_calls_reach_one_backend_pod(real_cli, real_
         conn.close()
         users.append(conversation)
     cookieless = Client(address, ca, keep_cookies=False)
-    token, conversation = cookieless.new_chat(f"edge-{which}-nocookie")
+    token, conversation = cookieless.new_chat(f"edge-{label}-nocookie")
     for _ in range(10):
         assert cookieless.request("GET", f"/api/v1/conversations/{conversation}", token=token)[0] == 200
     logs = wait_for(lambda: (lg := backend_logs(real_cli, namespace, started))
@@ -330,9 +363,16 @@ def test_a_users_websocket_and_later_calls_reach_one_backend_pod(real_cli, real_
     assert len(pinned_to) >= 2, pinned_to
     spread = pods_serving(logs, f"/api/v1/conversations/{conversation} ")
     assert len(spread) >= 2, spread
-    record_property(f"timing: real: edge {which} affinity",
-                    f"users per pod {dict(pinned_to)}; requests per pod "
-                    f"{dict(sum(per_user.values(), Counter()))}; cookieless client's reads per pod {dict(spread)}")
+    return (f"users per pod {dict(pinned_to)}; requests per pod {dict(sum(per_user.values(), Counter()))}; "
+            f"cookieless client's reads per pod {dict(spread)}")
+
+
+@pytest.mark.parametrize("which", EDGES)
+def test_a_users_websocket_and_later_calls_reach_one_backend_pod(real_cli, real_release, edge, which,
+                                                                 record_property):
+    namespace, _, _ = real_release
+    seen = assert_affinity(real_cli, namespace, edge["addresses"][which], edge["ca"], which)
+    record_property(f"timing: real: edge {which} affinity", seen)
 
 
 def test_networkpolicies_admit_the_controller_and_nothing_else(real_cli, real_release, edge):
@@ -342,12 +382,11 @@ def test_networkpolicies_admit_the_controller_and_nothing_else(real_cli, real_re
     image = realnode.image_ref("backend")
     neighbour = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "neighbour", "namespace": NAMESPACE,
                                                                   "labels": {"app": "neighbour"}},
-                 "spec": {"containers": [{"name": "sleep", "image": image, "imagePullPolicy": "Never",
+                 "spec": {"securityContext": POD_SECURITY,
+                          "containers": [{"name": "sleep", "image": image, "imagePullPolicy": "Never",
                                           "command": ["sleep", "3600"],
-                                          "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
-                                                              "allowPrivilegeEscalation": False,
-                                                              "capabilities": {"drop": ["ALL"]},
-                                                              "seccompProfile": {"type": "RuntimeDefault"}}}]}}
+                                          "securityContext": {"allowPrivilegeEscalation": False,
+                                                              "capabilities": {"drop": ["ALL"]}}}]}}
     real_cli.kubectl("apply", "-f", "-", input=json.dumps(neighbour))
     real_cli.kubectl("wait", "--namespace", NAMESPACE, "--for=condition=Ready", "pod/neighbour", "--timeout=120s")
     ip = {c: realnode.running_pod(real_cli, namespace, c)["status"]["podIP"]
@@ -358,4 +397,21 @@ def test_networkpolicies_admit_the_controller_and_nothing_else(real_cli, real_re
                for i, s in enumerate(sources)}
     expected = {s["metadata"]["name"]: ([True, True, False] if s["metadata"]["name"] != "neighbour"
                                         else [False, False, False]) for s in sources}
-    assert len(sources) == 3 and results == expected, (results, release)
+    assert len(sources) == len(INSTANCES) + 1 and results == expected, (results, release)
+
+
+def test_a_release_on_the_ingress_nginx_preset_keeps_its_affinity_behind_traefik(real_cli, real_release, edge,
+                                                                                  record_property):
+    """A release that keeps the Ingresses earlier versions rendered by default (ingress.controller=ingress-nginx:
+    class nginx, the nginx.ingress.kubernetes.io/* affinity cookie) moves to a maintained controller unchanged:
+    Traefik's kubernetesIngressNGINX provider serves them, one user's requests still reach one backend pod, and the
+    NetworkPolicies admit Traefik's namespace once networkPolicy.ingressNamespaceSelector names it."""
+    namespace, release, _ = real_release
+    real_cli.upgrade(release, namespace, *realnode.chart_values(), *edge_values(namespace),
+                     "--set=ingress.controller=ingress-nginx",
+                     f"--set=networkPolicy.ingressNamespaceSelector.matchLabels.{escape(NAMESPACE_LABEL)}={NAMESPACE}")
+    address = edge["addresses"]["ingress-nginx"]
+    wait_for(lambda: Client(address, edge["ca"]).request("GET", "/")[0] == 200, timeout=120, interval=2,
+             what="the frontend through traefik-ingress-nginx")
+    record_property("timing: real: edge ingress-nginx preset on traefik affinity",
+                    assert_affinity(real_cli, namespace, address, edge["ca"], "ingress-nginx"))

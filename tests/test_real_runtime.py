@@ -37,7 +37,7 @@ from cluster import component_objects, wait_for
 
 pytestmark = pytest.mark.real
 
-BRIDGE = "af-br0"
+BRIDGE = realnode.BRIDGE
 NODE_NFT_TABLE = "agentforge_node"  # scripts/kube/node.sh's table
 PRIVATE = "10.244.0.1"  # the node on its bridge: a private address
 METADATA = "169.254.169.254"  # the cloud metadata endpoint's address
