@@ -35,7 +35,9 @@ def upgrade(cli, *args: str, check: bool = True):
 def test_an_upgrade_to_the_defaults_is_refused_naming_what_to_set(cli, on_ingress_nginx):
     before = ingresses(cli)
     assert before == ["agentforge-backend", "agentforge-frontend"]
-    proc = upgrade(cli, check=False)
+    # The values of before (none) on this version's defaults: helm would reuse the release's own values when an
+    # upgrade gives none, as a values file of the user's own (hosts, origins) does not.
+    proc = upgrade(cli, "--reset-values", check=False)
     assert proc.returncode != 0
     assert "this upgrade would delete the Ingress agentforge-backend" in proc.stderr
     assert "ingress.enabled=true ingress.controller=ingress-nginx" in proc.stderr
