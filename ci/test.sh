@@ -52,6 +52,8 @@ stop_started
 
 echo "== images (make images: every image the chart runs, built from the application's source and Debian's packages)"
 bash scripts/images/build.sh
+# The edge tests' controller and frontend, built here rather than beside the running release.
+bash scripts/images/build.sh traefik frontend-edge
 
 echo "== tests: the real-pod tier (the chart's pods as real containers on the local node)"
 # One process, in the order tests/conftest.py gives: it drives one node and one release. The node is stopped, and

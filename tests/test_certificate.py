@@ -51,3 +51,9 @@ def test_none_by_default(default_render):
 ])
 def test_bad_values_refused_naming_the_key(values, message):
     assert message in render_error(values)
+
+
+def test_routes_without_hostnames_leave_nothing_to_certify():
+    values = {"httpRoute": {**EDGE["httpRoute"], "hostnames": []}, "certificate": ISSUER}
+    assert "httpRoute.hostnames" in render_error(values)
+

@@ -1,6 +1,9 @@
-"""End to end: a release on the Ingress that earlier versions of the chart rendered for ingress-nginx by default is
-not silently stripped of it by an upgrade to this version's defaults (no edge): helm refuses, naming what to set,
-and the Ingresses stay; an explicit choice goes through."""
+"""End to end: a release on the Ingresses that earlier versions of the chart rendered for ingress-nginx by default is
+not silently stripped of them by an upgrade to this version's defaults (no edge): helm refuses, naming what to set,
+and the Ingresses stay; keeping the preset keeps them as they were; an explicit choice removes them. Each test has a
+release of its own."""
+
+import itertools
 
 import pytest
 
@@ -10,47 +13,63 @@ from cluster import RESTRICTED
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "af-e2e-edge"
-RELEASE = "agentforge"
 OLD_DEFAULTS = ("--set", "ingress.enabled=true", "--set", "ingress.controller=ingress-nginx")
+NUMBERS = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def on_ingress_nginx(cli):
-    """The release with the Ingresses the old defaults rendered (class nginx, the nginx.ingress.kubernetes.io/*
-    affinity): the ingress-nginx preset renders exactly those."""
+def namespace(cli):
     cli.create_namespace(NAMESPACE, RESTRICTED)
-    cli.install(RELEASE, NAMESPACE, *OLD_DEFAULTS)
-    yield
-    cli.cleanup(NAMESPACE, RELEASE)
+    yield NAMESPACE
+    cli.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
-def ingresses(cli) -> list[str]:
-    return sorted(i["metadata"]["name"] for i in cli.get(NAMESPACE, "ingresses")["items"])
+@pytest.fixture
+def release(cli, namespace):
+    """A release with the Ingresses the old defaults rendered (class nginx, the nginx.ingress.kubernetes.io/*
+    affinity): the ingress-nginx preset renders exactly those (tests/test_ingress.py)."""
+    name = f"agentforge-edge{next(NUMBERS)}"
+    cli.install(name, namespace, *OLD_DEFAULTS)
+    yield name
+    cli.helm("uninstall", name, "--namespace", namespace, "--wait", check=False)
 
 
-def upgrade(cli, *args: str, check: bool = True):
-    return cli.helm("upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, *args, check=check)
+def ingresses(cli) -> dict[str, tuple[str, dict]]:
+    """{name: (class, annotations)} of the namespace's Ingresses."""
+    return {i["metadata"]["name"]: (i["spec"].get("ingressClassName"), i["metadata"].get("annotations", {}))
+            for i in cli.get(NAMESPACE, "ingresses")["items"]}
 
 
-def test_an_upgrade_to_the_defaults_is_refused_naming_what_to_set(cli, on_ingress_nginx):
+def upgrade(cli, release: str, *args: str, check: bool = True):
+    return cli.helm("upgrade", release, str(CHART), "--namespace", NAMESPACE, *args, check=check)
+
+
+def test_an_upgrade_to_the_defaults_is_refused_naming_what_to_set(cli, release):
     before = ingresses(cli)
-    assert before == ["agentforge-backend", "agentforge-frontend"]
+    assert set(before) == {f"{release}-backend", f"{release}-frontend"}
     # The values of before (none) on this version's defaults: helm would reuse the release's own values when an
     # upgrade gives none, as a values file of the user's own (hosts, origins) does not.
-    proc = upgrade(cli, "--reset-values", check=False)
+    proc = upgrade(cli, release, "--reset-values", check=False)
     assert proc.returncode != 0
-    assert "this upgrade would delete the Ingress agentforge-backend" in proc.stderr
+    assert f"this upgrade would delete the Ingress {release}-backend" in proc.stderr
     assert "ingress.enabled=true ingress.controller=ingress-nginx" in proc.stderr
     assert ingresses(cli) == before
-    annotations = cli.get(NAMESPACE, "ingress", "agentforge-backend")["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
 
 
-def test_keeping_the_preset_keeps_the_ingresses(cli, on_ingress_nginx):
-    upgrade(cli, *OLD_DEFAULTS)
-    assert ingresses(cli) == ["agentforge-backend", "agentforge-frontend"]
+def test_a_controller_named_without_the_ingress_is_refused_too(cli, release):
+    """A preset named while the Ingress is off would drop the old Ingress with nothing in its place."""
+    proc = upgrade(cli, release, "--set", "ingress.controller=traefik", check=False)
+    assert proc.returncode != 0 and "ingress.controller=generic with ingress.enabled=false" in proc.stderr
 
 
-def test_an_explicit_choice_removes_them(cli, on_ingress_nginx):
-    upgrade(cli, "--set", "ingress.controller=generic")
-    assert ingresses(cli) == []
+def test_keeping_the_preset_keeps_the_ingresses_as_they_were(cli, release):
+    before = ingresses(cli)
+    upgrade(cli, release, *OLD_DEFAULTS)
+    assert ingresses(cli) == before
+    assert before[f"{release}-backend"][0] == "nginx"
+    assert before[f"{release}-backend"][1]["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+
+
+def test_an_explicit_choice_removes_them(cli, release):
+    upgrade(cli, release, "--set", "ingress.controller=generic")
+    assert ingresses(cli) == {}

@@ -194,6 +194,12 @@ class TestTraefik:
         broken = {**service, "spec": {"weighted": {"services": [{"name": "x", "port": 1, "stickky": {}}]}}}
         assert crdschema.errors(crd, broken)
 
+    def test_a_sub_second_cookie_lifetime_is_rounded_up_not_to_zero(self):
+        """maxAge 0 is a cookie that never expires (Traefik's reference)."""
+        values = {"httpRoute": {**self.VALUES["httpRoute"], "sessionPersistence": {"absoluteTimeout": "1500ms"}}}
+        (service,) = render_chart(values).of_kind("TraefikService")
+        assert service["spec"]["weighted"]["services"][0]["sticky"]["cookie"]["maxAge"] == 2
+
     def test_none_without_the_preset(self, routes):
         assert routes.of_kind("TraefikService") == []
 

@@ -223,13 +223,24 @@ class TestPresets:
             "Service", BACKEND)["metadata"]["annotations"]
         assert annotations and not [k for k in annotations if f"`{k}`" not in reference]
 
-    def test_haproxy_sets_cookie_persistence_and_the_tunnel_timeout(self):
-        objects = render_chart({"ingress": {**ON, "controller": "haproxy", "websocketTimeoutSeconds": 7200}})
-        annotations = objects.get("Ingress", BACKEND)["metadata"]["annotations"]
-        assert annotations == {"haproxy.org/cookie-persistence": "agentforge_affinity",
-                               "haproxy.org/timeout-tunnel": "7200s"}
-        assert "annotations" not in objects.get("Ingress", FRONTEND)["metadata"]
-        assert objects.get("Ingress", BACKEND)["spec"]["ingressClassName"] == "haproxy"
+    def test_haproxy_reads_cookie_persistence_from_the_backends_service(self):
+        """HAProxy Technologies' annotation reference (documentation/annotations.md, kubernetes-ingress 3.2): it reads
+        `cookie-persistence` on a ConfigMap or a Service, and ignores it on an Ingress."""
+        objects = render_chart({"ingress": {**ON, "controller": "haproxy"}})
+        service = objects.get("Service", BACKEND)["metadata"]["annotations"]
+        assert service == {"haproxy.org/cookie-persistence": "agentforge_affinity"}
+        for name in (FRONTEND, BACKEND):
+            ingress = objects.get("Ingress", name)
+            assert ingress["spec"]["ingressClassName"] == "haproxy"
+            assert "annotations" not in ingress["metadata"]
+        assert "annotations" not in objects.get("Service", FRONTEND)["metadata"]
+
+    def test_user_annotations_win_over_the_preset_even_empty(self):
+        objects = render_chart({"ingress": {**ON, "annotations": {NGINX + "proxy-body-size": ""}}})
+        assert objects.get("Ingress", BACKEND)["metadata"]["annotations"][NGINX + "proxy-body-size"] == ""
+        service = render_chart({"ingress": {**ON, "controller": "traefik"},
+                                "backend": {"service": {"annotations": {TRAEFIK + ".name": "mine"}}}})
+        assert service.get("Service", BACKEND)["metadata"]["annotations"][TRAEFIK + ".name"] == "mine"
 
     def test_generic_needs_affinity_of_its_own_with_several_backend_pods(self):
         values = {**PLAIN, "backend": {"autoscaling": {"enabled": False}, "replicaCount": 2}}  # PDB on

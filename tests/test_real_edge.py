@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import itertools
 import json
 import os
 import re
@@ -38,15 +39,20 @@ pytestmark = pytest.mark.real
 
 HOST = "agentforge.test"
 ORIGIN = f"https://{HOST}"
+# The namespace the traefik preset admits, where the Ingress instances run; the Gateway and its instance have one of
+# their own, so that each of the chart's two edge peers is proven alone.
 NAMESPACE = "traefik"
+GATEWAY_NAMESPACE = "traefik-gateway"
 EDGES = ("gateway", "ingress")
 # Traefik's instances: one per edge, and one with its ingress-nginx provider for the release on the old defaults.
 INSTANCES = (*EDGES, "ingress-nginx")
+NAMESPACES = {"gateway": GATEWAY_NAMESPACE, "ingress": NAMESPACE, "ingress-nginx": NAMESPACE}
 TLS_SECRET = "edge-tls"
 COOKIE = "agentforge_affinity"
 # The labels of the controller's pods (those the Traefik Helm chart gives them); the chart admits these only.
 CONTROLLER_LABELS = {"app.kubernetes.io/name": "traefik"}
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+USER_ADDRESSES = itertools.count(1)
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
                 "seccompProfile": {"type": "RuntimeDefault"}}
 
@@ -117,15 +123,18 @@ def traefik_objects(image: str, roles: list[dict], node_address: str) -> list[di
                           "--providers.kubernetesingressnginx.httpsEntryPoint=websecure",
                           "--entryPoints.websecure.http.tls=true"],
     }
+    namespaces = sorted(set(NAMESPACES.values()))
     objects: list[dict] = [{"apiVersion": "v1", "kind": "ServiceAccount",
-                            "metadata": {"name": "traefik", "namespace": NAMESPACE}}]
+                            "metadata": {"name": "traefik", "namespace": ns}} for ns in namespaces]
     for role in roles:
-        objects.append(role)
+        # Under names of the tests' own, so that no ClusterRole of the same name is overwritten or deleted.
+        name = f"af-edge-{role['metadata']['name']}"
+        objects.append({**role, "metadata": {"name": name}})
         objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                        "metadata": {"name": f"traefik-{role['metadata']['name']}"},
-                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                    "name": role["metadata"]["name"]},
-                        "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": NAMESPACE}]})
+                        "metadata": {"name": name},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                        "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": ns}
+                                     for ns in namespaces]})
     for edge in INSTANCES:
         labels = {**CONTROLLER_LABELS, "app.kubernetes.io/instance": f"traefik-{edge}"}
         container = {
@@ -144,7 +153,7 @@ def traefik_objects(image: str, roles: list[dict], node_address: str) -> list[di
                                 "capabilities": {"drop": ["ALL"]}},
         }
         objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
-                        "metadata": {"name": f"traefik-{edge}", "namespace": NAMESPACE},
+                        "metadata": {"name": f"traefik-{edge}", "namespace": NAMESPACES[edge]},
                         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                                  "template": {"metadata": {"labels": labels},
                                               "spec": {"serviceAccountName": "traefik", "containers": [container],
@@ -152,14 +161,14 @@ def traefik_objects(image: str, roles: list[dict], node_address: str) -> list[di
                                                        # (the tests' ephemeral ones too) runs as its user.
                                                        "securityContext": POD_SECURITY}}}})
         objects.append({"apiVersion": "v1", "kind": "Service",
-                        "metadata": {"name": f"traefik-{edge}", "namespace": NAMESPACE},
+                        "metadata": {"name": f"traefik-{edge}", "namespace": NAMESPACES[edge]},
                         "spec": {"selector": labels, "ports": [{"name": "https", "port": 443,
                                                                 "targetPort": "websecure"}]}})
     objects += [
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "traefik"},
          "spec": {"controllerName": "traefik.io/gateway-controller"}},
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-         "metadata": {"name": "edge", "namespace": NAMESPACE},
+         "metadata": {"name": "edge", "namespace": GATEWAY_NAMESPACE},
          "spec": {"gatewayClassName": "traefik", "listeners": [{
              "name": "websecure", "port": 8443, "protocol": "HTTPS", "hostname": HOST,
              "tls": {"mode": "Terminate", "certificateRefs": [{"name": TLS_SECRET}]},
@@ -189,7 +198,7 @@ def edge_values(release_namespace: str) -> list[str]:
         "--set=ingress.enabled=true", "--set=ingress.controller=traefik", f"--set=ingress.hosts={{{HOST}}}",
         f"--set=ingress.tls[0].secretName={TLS_SECRET}", f"--set=ingress.tls[0].hosts={{{HOST}}}",
         "--set=httpRoute.enabled=true", "--set=httpRoute.controller=traefik", "--set=httpRoute.parentRef.name=edge",
-        f"--set=httpRoute.parentRef.namespace={NAMESPACE}", f"--set=httpRoute.hostnames={{{HOST}}}",
+        f"--set=httpRoute.parentRef.namespace={GATEWAY_NAMESPACE}", f"--set=httpRoute.hostnames={{{HOST}}}",
         f"--set=networkPolicy.ingressPodSelector.matchLabels.{pod_labels}",
         f"--set=networkPolicy.gatewayPodSelector.matchLabels.{pod_labels}",
     ]
@@ -210,22 +219,37 @@ def edge(real_cli, real_release, tmp_path_factory):
     real_cli.kubectl("apply", "--server-side", *(a for f in files for a in ("-f", f)))
     real_cli.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     ca, cert, key = signed_certificate(tmp_path_factory.mktemp("edge-ca"))
-    objects = [tls_secret(NAMESPACE, cert, key), tls_secret(namespace, cert, key),
+    objects = [tls_secret(GATEWAY_NAMESPACE, cert, key), tls_secret(namespace, cert, key),
                *traefik_objects(realnode.image_ref("traefik"), cluster_roles(), bridge_address())]
-    real_cli.create_namespace(NAMESPACE)
+    for ns in sorted(set(NAMESPACES.values())):
+        real_cli.create_namespace(ns)
     try:
         real_cli.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-        real_cli.wait_ready(NAMESPACE, timeout=300)
+        for ns in sorted(set(NAMESPACES.values())):
+            real_cli.wait_ready(ns, timeout=300)
         real_cli.upgrade(release, namespace, *realnode.chart_values(), *edge_values(namespace))
-        addresses = {e: real_cli.get(NAMESPACE, "service", f"traefik-{e}")["spec"]["clusterIP"] for e in INSTANCES}
-        for e in EDGES:  # the controller has loaded the routes: the page answers through it
-            wait_for(lambda e=e: Client(addresses[e], ca).request("GET", "/")[0] == 200, timeout=120, interval=2,
-                     what=f"the frontend through traefik-{e}")
+        addresses = {e: real_cli.get(NAMESPACES[e], "service", f"traefik-{e}")["spec"]["clusterIP"]
+                     for e in INSTANCES}
+        for e in EDGES:
+            serves_the_page(addresses[e], ca, f"traefik-{e}")
         yield {"addresses": addresses, "ca": ca, "spki": spki_hash(cert)}
     finally:
+        # The CRDs stay until the node stops (`node.sh down` removes everything).
         cluster_wide = [f"{o['kind']}/{o['metadata']['name']}" for o in objects if "namespace" not in o["metadata"]]
         real_cli.kubectl("delete", "--ignore-not-found", *cluster_wide, check=False)
-        real_cli.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        for ns in sorted(set(NAMESPACES.values())):
+            real_cli.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def serves_the_page(address: str, ca: Path, what: str) -> None:
+    """Wait until the controller at `address` serves the frontend's page for HOST with the test CA's certificate
+    (until it has loaded the routes it serves its own default certificate, or nothing)."""
+    def answers() -> bool:
+        try:
+            return Client(address, ca).request("GET", "/")[0] == 200
+        except (OSError, http.client.HTTPException):  # ssl.SSLError is an OSError
+            return False
+    wait_for(answers, timeout=120, interval=2, what=f"the frontend through {what}")
 
 
 class Client:
@@ -234,8 +258,9 @@ class Client:
 
     def __init__(self, address: str, ca: Path, keep_cookies: bool = True):
         self.address, self.keep = address, keep_cookies
-        # A user's own address, as the upstream load balancer Traefik trusts would forward it.
-        self.forwarded_for = f"198.51.100.{secrets.randbelow(250) + 1}"
+        # A user's own address, as the upstream load balancer Traefik trusts would forward it: one of its own, so
+        # that no two clients share the login rate limit's count (TEST-NET-3; the tier's other clients use TEST-NET-2).
+        self.forwarded_for = f"203.0.113.{next(USER_ADDRESSES)}"
         self.context = ssl.create_default_context(cafile=str(ca))
         self.cookies: dict[str, str] = {}
 
@@ -377,7 +402,9 @@ def test_a_users_websocket_and_later_calls_reach_one_backend_pod(real_cli, real_
 
 def test_networkpolicies_admit_the_controller_and_nothing_else(real_cli, real_release, edge):
     """From each controller pod (an ephemeral container in it: its identity), the frontend and the backend answer and
-    PostgreSQL does not; from a pod beside them in the controller's namespace without its labels, nothing does."""
+    PostgreSQL does not: the Gateway's, in the Gateway's namespace, by the chart's Gateway peer; the Ingress ones, in
+    the namespace the traefik preset admits, by its Ingress peer. From a pod beside them without their labels, nothing
+    does."""
     namespace, release, _ = real_release
     image = realnode.image_ref("backend")
     neighbour = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "neighbour", "namespace": NAMESPACE,
@@ -392,7 +419,9 @@ def test_networkpolicies_admit_the_controller_and_nothing_else(real_cli, real_re
     ip = {c: realnode.running_pod(real_cli, namespace, c)["status"]["podIP"]
           for c in ("frontend", "backend", "postgresql")}
     targets = [(ip["frontend"], 3000), (ip["backend"], 8000), (ip["postgresql"], 5432)]
-    sources = [*real_cli.pods(NAMESPACE, "app.kubernetes.io/name=traefik"), real_cli.get(NAMESPACE, "pod", "neighbour")]
+    controllers = [p for ns in sorted(set(NAMESPACES.values()))
+                   for p in real_cli.pods(ns, "app.kubernetes.io/name=traefik")]
+    sources = [*controllers, real_cli.get(NAMESPACE, "pod", "neighbour")]
     results = {s["metadata"]["name"]: realnode.probe_from_pod(real_cli, s, targets, image, i)
                for i, s in enumerate(sources)}
     expected = {s["metadata"]["name"]: ([True, True, False] if s["metadata"]["name"] != "neighbour"
@@ -411,7 +440,6 @@ def test_a_release_on_the_ingress_nginx_preset_keeps_its_affinity_behind_traefik
                      "--set=ingress.controller=ingress-nginx",
                      f"--set=networkPolicy.ingressNamespaceSelector.matchLabels.{escape(NAMESPACE_LABEL)}={NAMESPACE}")
     address = edge["addresses"]["ingress-nginx"]
-    wait_for(lambda: Client(address, edge["ca"]).request("GET", "/")[0] == 200, timeout=120, interval=2,
-             what="the frontend through traefik-ingress-nginx")
+    serves_the_page(address, edge["ca"], "traefik-ingress-nginx")
     record_property("timing: real: edge ingress-nginx preset on traefik affinity",
                     assert_affinity(real_cli, namespace, address, edge["ca"], "ingress-nginx"))

@@ -58,7 +58,7 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- $ingress := $v.ingress -}}
 {{- $keepNginx := "ingress.enabled=true ingress.controller=ingress-nginx (the settings earlier versions of the chart rendered by default: class nginx, cookie affinity, WebSocket timeouts, the namespace ingress-nginx in the NetworkPolicies)" -}}
 {{- if $ingress.nginx -}}
-{{- $errors = append $errors (printf "ingress.nginx was removed: the ingress-nginx settings are a preset now. Set %s, and move ingress.nginx.affinityCookie to ingress.affinityCookie, websocketTimeoutSeconds and proxyBodySize to ingress.*; or choose another controller (README: Moving from ingress-nginx)" $keepNginx) -}}
+{{- $errors = append $errors (printf "ingress.nginx was removed: the ingress-nginx settings are a preset now. Set %s, and move ingress.nginx.affinityCookie to ingress.affinityCookie, websocketTimeoutSeconds and proxyBodySize to ingress.*; or choose another controller (README: Moving from ingress-nginx). With helm upgrade --reuse-values the old values keep it: use --reset-then-reuse-values" $keepNginx) -}}
 {{- end -}}
 {{- if and $ingress.enabled (not $ingress.controller) -}}
 {{- $errors = append $errors (printf "ingress.controller is required when ingress.enabled is true: traefik, haproxy, ingress-nginx or generic, whose preset renders that controller's affinity cookie and WebSocket timeouts. To keep what earlier versions rendered, set %s" $keepNginx) -}}
@@ -73,10 +73,10 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 {{- /* An upgrade must not drop, without a word, the Ingress that earlier versions rendered for ingress-nginx by default
 (lookup finds nothing under helm template or --dry-run=client, so this runs against a cluster only). */ -}}
-{{- if and .Release.IsUpgrade (not $ingress.enabled) (not $ingress.controller) -}}
+{{- if and .Release.IsUpgrade (not $ingress.enabled) (ne $ingress.controller "generic") -}}
 {{- $live := lookup "networking.k8s.io/v1" "Ingress" .Release.Namespace (include "agentforge.componentName" (list . "backend")) -}}
 {{- if and $live (hasKey ($live.metadata.annotations | default dict) "nginx.ingress.kubernetes.io/affinity") -}}
-{{- $errors = append $errors (printf "this upgrade would delete the Ingress %s, which carries the ingress-nginx settings earlier versions of the chart rendered by default (this version renders no Ingress unless asked). To keep it, set %s; to move, see README: Moving from ingress-nginx; to delete it, set ingress.controller (e.g. generic) with ingress.enabled=false" $live.metadata.name $keepNginx) -}}
+{{- $errors = append $errors (printf "this upgrade would delete the Ingress %s, which carries the ingress-nginx settings earlier versions of the chart rendered by default (this version renders no Ingress unless asked). To keep it, set %s; to move, see README: Moving from ingress-nginx; to delete it, set ingress.controller=generic with ingress.enabled=false" $live.metadata.name $keepNginx) -}}
 {{- end -}}
 {{- end -}}
 
@@ -86,8 +86,8 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- if not $cert.issuerRef.name -}}
 {{- $errors = append $errors "certificate.issuerRef.name is required when certificate.enabled is true: name the cert-manager Issuer or ClusterIssuer (certificate.issuerRef.kind) that signs it" -}}
 {{- end -}}
-{{- if not (or $ingress.enabled $route.enabled) -}}
-{{- $errors = append $errors "certificate.enabled needs a hostname to certify: enable ingress (ingress.hosts) or httpRoute (httpRoute.hostnames)" -}}
+{{- if not (include "agentforge.edgeHostnames" . | fromYamlArray) -}}
+{{- $errors = append $errors "certificate.enabled needs a hostname to certify: enable ingress (ingress.hosts) or httpRoute with httpRoute.hostnames (routes without hostnames match every host, which no certificate names)" -}}
 {{- end -}}
 {{- if $ingress.certManager.clusterIssuer -}}
 {{- $errors = append $errors (printf "certificate.enabled and ingress.certManager.clusterIssuer (%q) both ask cert-manager for the Secret %s: set one of them" $ingress.certManager.clusterIssuer (include "agentforge.tlsSecretName" .)) -}}

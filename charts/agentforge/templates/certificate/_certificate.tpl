@@ -7,10 +7,10 @@
 {{- define "agentforge.edgeHostnames" -}}
 {{- $hosts := list -}}
 {{- if .Values.ingress.enabled }}
-{{- $hosts = concat $hosts .Values.ingress.hosts -}}
+{{- $hosts = concat $hosts (.Values.ingress.hosts | default list) -}}
 {{- end }}
 {{- if .Values.httpRoute.enabled }}
-{{- $hosts = concat $hosts .Values.httpRoute.hostnames -}}
+{{- $hosts = concat $hosts (.Values.httpRoute.hostnames | default list) -}}
 {{- end }}
 {{- $hosts | uniq | toYaml -}}
 {{- end -}}

@@ -7,9 +7,10 @@ frontend's location, which knows none of the backend's endpoints, and the backen
 {{/*
 The preset of ingress.controller, as YAML: the IngressClass and namespace the controller usually has, and the
 controller's own settings of the backend's affinity cookie and WebSocket timeouts, as annotations of the backend's
-Ingress (ingress-nginx, HAProxy) or of its Service (Traefik reads them there). Each controller's names are those of
-its documentation: ingress-nginx's annotations reference, Traefik's routing reference for Kubernetes Ingress (service
-annotations), HAProxy Technologies' kubernetes-ingress annotations.
+Ingress (ingress-nginx) or of its Service (Traefik and HAProxy read them there). Each controller's names, and where it
+reads them, are those of its documentation: ingress-nginx's annotations reference, Traefik's routing reference for
+Kubernetes Ingress (service annotations), HAProxy Technologies' kubernetes-ingress annotations (cookie-persistence:
+ConfigMap or Service; its WebSocket timeout, timeout-tunnel, is a ConfigMap setting, 1h by default).
 */}}
 {{- define "agentforge.ingress.preset" -}}
 {{- $ingress := .Values.ingress -}}
@@ -33,13 +34,24 @@ annotations), HAProxy Technologies' kubernetes-ingress annotations.
     "traefik.ingress.kubernetes.io/service.sticky.cookie.path" "/"
     "traefik.ingress.kubernetes.io/service.sticky.cookie.httponly" "true"
     "traefik.ingress.kubernetes.io/service.sticky.cookie.samesite" "lax"))
-  "haproxy" (dict "class" "haproxy" "namespace" "haproxy-controller" "ingressAnnotations" (dict
-    "haproxy.org/cookie-persistence" $cookie.name
-    "haproxy.org/timeout-tunnel" (printf "%ss" $timeout)))
+  "haproxy" (dict "class" "haproxy" "namespace" "haproxy-controller" "serviceAnnotations" (dict
+    "haproxy.org/cookie-persistence" $cookie.name))
 -}}
 {{- if $ingress.enabled -}}
 {{- index $presets $ingress.controller | default dict | toYaml -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Annotations: (list PRESET USER), the chart's, then the user's set over them key by key (an empty value of the user's
+wins too), as YAML.
+*/}}
+{{- define "agentforge.annotations" -}}
+{{- $out := deepCopy (index . 0 | default dict) -}}
+{{- range $key, $value := index . 1 | default dict -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end -}}
 
 {{/* The IngressClass of the Ingresses: ingress.ingressClassName, else the preset's (none with `generic`). */}}
