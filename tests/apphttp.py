@@ -34,14 +34,13 @@ def request(pod: Pod, method: str, path: str, body: dict | None = None, headers:
         return status, text
 
 
-def open_websocket(address: tuple[str, int], path: str) -> tuple[socket.socket, int, bool]:
-    """A WebSocket opened on a new connection (RFC 6455 handshake): (the connection, left open for the caller; the
-    HTTP status; whether Sec-WebSocket-Accept is valid)."""
+def handshake(conn: socket.socket, path: str, headers: dict[str, str]) -> tuple[int, bool]:
+    """The RFC 6455 opening handshake on an open connection (plain or TLS), with `headers` (Host, Origin, Cookie...)
+    beside its own: (the HTTP status; whether Sec-WebSocket-Accept is valid)."""
     key = base64.b64encode(os.urandom(16)).decode()
-    conn = socket.create_connection(address, timeout=15)
-    conn.sendall((f"GET {path} HTTP/1.1\r\nHost: agentforge.example.com\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                  "Origin: https://agentforge.example.com\r\n\r\n").encode())
+    own = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in {**headers, **own}.items())]
+    conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = conn.recv(4096)
@@ -53,7 +52,16 @@ def open_websocket(address: tuple[str, int], path: str) -> tuple[socket.socket, 
     accept = next((line.split(":", 1)[1].strip() for line in lines[1:]
                    if line.lower().startswith("sec-websocket-accept:")), None)
     expected = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-    return conn, status, accept == expected
+    return status, accept == expected
+
+
+def open_websocket(address: tuple[str, int], path: str) -> tuple[socket.socket, int, bool]:
+    """A WebSocket opened on a new connection: (the connection, left open for the caller; the HTTP status; whether
+    Sec-WebSocket-Accept is valid)."""
+    conn = socket.create_connection(address, timeout=15)
+    status, valid = handshake(conn, path, {"Host": "agentforge.example.com",
+                                           "Origin": "https://agentforge.example.com"})
+    return conn, status, valid
 
 
 def websocket_handshake(pod: Pod, path: str, port: int | str = "http") -> tuple[int, bool]:

@@ -16,7 +16,6 @@ import base64
 import http.client
 import itertools
 import json
-import os
 import re
 import secrets
 import socket
@@ -32,6 +31,7 @@ from crdschema import module_dir
 from test_real_journey import browser_page, open_chat
 
 import realnode
+from apphttp import handshake
 from chart import pinned
 from cluster import wait_for
 
@@ -294,21 +294,11 @@ class Client:
         except ValueError:
             return response.status, data.decode(errors="replace")
 
-    def websocket(self, path: str) -> tuple[ssl.SSLSocket, int]:
-        """A WebSocket opened through the edge (RFC 6455 handshake): (the connection, left open; the HTTP status)."""
+    def websocket(self, path: str) -> tuple[ssl.SSLSocket, int, bool]:
+        """A WebSocket opened through the edge: (the connection, left open; the HTTP status; whether
+        Sec-WebSocket-Accept is valid)."""
         conn = self.connect()
-        key = base64.b64encode(os.urandom(16)).decode()
-        head = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key,
-                "Sec-WebSocket-Version": "13"}
-        lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in self.headers(head).items()]
-        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-        return conn, int(reply.split(b" ", 2)[1])
+        return conn, *handshake(conn, path, self.headers())
 
     def new_chat(self, label: str) -> tuple[str, str]:
         """Register, log in and create a conversation through the edge: (the access token, the conversation id)."""
@@ -368,8 +358,8 @@ def assert_affinity(real_cli, namespace: str, address: str, ca: Path, label: str
         client = Client(address, ca)
         token, conversation = client.new_chat(f"edge-{label}-{n}")
         assert COOKIE in client.cookies, client.cookies
-        conn, status = client.websocket(f"/api/v1/ws/chat/{conversation}?token={token}")
-        assert status == 101
+        conn, status, valid = client.websocket(f"/api/v1/ws/chat/{conversation}?token={token}")
+        assert status == 101 and valid
         for _ in range(5):
             assert client.request("GET", f"/api/v1/conversations/{conversation}", token=token)[0] == 200
         conn.close()
