@@ -103,8 +103,9 @@ def tls_secret(namespace: str, cert: Path, key: Path) -> dict:
 
 
 def cluster_roles() -> list[dict]:
-    """The ClusterRoles Traefik's reference publishes for its Gateway API, Kubernetes CRD/Ingress and ingress-nginx
-    providers."""
+    """The ClusterRoles Traefik's reference publishes for its Gateway API and its Kubernetes CRD/Ingress providers
+    (the latter also grants what the ingress-nginx provider needs here: Ingresses, IngressClasses, Services,
+    EndpointSlices, Secrets, ConfigMaps; its own ClusterRole adds namespaces, for namespace selectors)."""
     folder = traefik_module() / "docs" / "content" / "reference" / "dynamic-configuration"
     docs = [d for f in ("kubernetes-gateway-rbac.yml", "kubernetes-crd-rbac.yml")
             for d in yaml.safe_load_all((folder / f).read_text()) if d]
@@ -112,8 +113,9 @@ def cluster_roles() -> list[dict]:
 
 
 def traefik_objects(image: str, roles: list[dict], node_address: str) -> list[dict]:
-    """The two instances (a ServiceAccount bound to the published ClusterRoles, a Deployment and a Service each), the
-    GatewayClass and Gateway of the Gateway API instance, and the IngressClass of the Ingress instance."""
+    """The instances (a Deployment and a Service each, run by a ServiceAccount of their namespace bound to the
+    published ClusterRoles), the GatewayClass and Gateway of the Gateway API instance, and the IngressClasses of the
+    Ingress instances (traefik; nginx, for the ingress-nginx provider)."""
     args = {
         "gateway": ["--providers.kubernetesgateway=true", "--providers.kubernetescrd=true"],
         # As the Traefik Helm chart's websecure entry point: TLS for every router on it.
@@ -206,8 +208,8 @@ def edge_values(release_namespace: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def edge(real_cli, real_release, tmp_path_factory):
-    """Traefik serving the tier's release on both edges: {edge: the ClusterIP of its Service}, the CA's
-    certificate, and the served certificate's SPKI hash."""
+    """Traefik serving the tier's release on both edges: {"addresses": {instance: the ClusterIP of its Service},
+    "ca": the CA's certificate, "spki": the served certificate's SPKI hash}."""
     namespace, release, _ = real_release
     built = subprocess.run(["bash", str(realnode.IMAGES_SH), "traefik", "frontend-edge"], capture_output=True,
                            text=True, timeout=3600)
