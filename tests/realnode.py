@@ -208,17 +208,22 @@ class Api:
             return err.code, json.loads(err.read() or b"{}")
 
     def new_chat(self, label: str) -> tuple[str, str]:
-        """A new user (of the default role, who may hold 2 chat WebSockets), registered and logged in, with a
-        conversation of theirs: (the access token, the conversation's id)."""
-        account = {"email": f"{label}-{secrets.token_hex(4)}@example.com",
-                   "password": secrets.token_urlsafe(12) + "Aa1", "display_name": label}
-        status, body = self.post("/api/v1/auth/register", account)
-        assert status == 201, body
-        status, tokens = self.post("/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
-        assert status == 200, tokens
-        status, conversation = self.post("/api/v1/conversations", {"title": label}, tokens["access_token"])
-        assert status == 201, conversation
-        return tokens["access_token"], conversation["id"]
+        return new_chat(self.post, label)
+
+
+def new_chat(post, label: str) -> tuple[str, str]:
+    """A new user (of the default role, who may hold 2 chat WebSockets), registered and logged in, with a
+    conversation of theirs, through `post(path, body, token=None) -> (status, body)`: (the access token, the
+    conversation's id)."""
+    account = {"email": f"{label}-{secrets.token_hex(4)}@example.com",
+               "password": secrets.token_urlsafe(12) + "Aa1", "display_name": label}
+    status, body = post("/api/v1/auth/register", account)
+    assert status == 201, body
+    status, tokens = post("/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
+    assert status == 200, tokens
+    status, conversation = post("/api/v1/conversations", {"title": label}, tokens["access_token"])
+    assert status == 201, conversation
+    return tokens["access_token"], conversation["id"]
 
 
 @contextmanager

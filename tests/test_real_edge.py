@@ -17,7 +17,6 @@ import http.client
 import itertools
 import json
 import re
-import secrets
 import socket
 import ssl
 import subprocess
@@ -34,6 +33,7 @@ import realnode
 from apphttp import handshake
 from chart import pinned
 from cluster import wait_for
+from servers import ThrowawayCa
 
 pytestmark = pytest.mark.real
 
@@ -59,22 +59,6 @@ POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
 
 def traefik_module() -> Path:
     return module_dir("github.com/traefik/traefik/v3", pinned("TRAEFIK"))
-
-
-def signed_certificate(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a certificate for HOST signed by it (openssl): (the CA's certificate, the certificate, its key)."""
-    ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt"))
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
-            "-subj", "/CN=AgentForge edge test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={HOST}")
-    ext = folder / "ext.cnf"
-    ext.write_text(f"subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
-            "-out", str(cert), "-extfile", str(ext))
-    return ca, cert, key
 
 
 def spki_hash(cert: Path) -> str:
@@ -207,7 +191,7 @@ def edge_values(release_namespace: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def edge(real_cli, real_release, tmp_path_factory):
+def edge(real_cli, real_release):
     """Traefik serving the tier's release on both edges: {"addresses": {instance: the ClusterIP of its Service},
     "ca": the CA's certificate, "spki": the served certificate's SPKI hash}."""
     namespace, release, _ = real_release
@@ -220,7 +204,9 @@ def edge(real_cli, real_release, tmp_path_factory):
              str(traefik_module() / "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml")]
     real_cli.kubectl("apply", "--server-side", *(a for f in files for a in ("-f", f)))
     real_cli.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    ca, cert, key = signed_certificate(tmp_path_factory.mktemp("edge-ca"))
+    pki = ThrowawayCa("AgentForge edge test CA")
+    ca = pki.ca_cert
+    cert, key = pki.issue("edge", [HOST])
     objects = [tls_secret(GATEWAY_NAMESPACE, cert, key), tls_secret(namespace, cert, key),
                *traefik_objects(realnode.image_ref("traefik"), cluster_roles(), bridge_address())]
     for ns in sorted(set(NAMESPACES.values())):
@@ -236,6 +222,7 @@ def edge(real_cli, real_release, tmp_path_factory):
             serves_the_page(addresses[e], ca, f"traefik-{e}")
         yield {"addresses": addresses, "ca": ca, "spki": spki_hash(cert)}
     finally:
+        pki.cleanup()
         # The CRDs stay until the node stops (`node.sh down` removes everything).
         cluster_wide = [f"{o['kind']}/{o['metadata']['name']}" for o in objects if "namespace" not in o["metadata"]]
         real_cli.kubectl("delete", "--ignore-not-found", *cluster_wide, check=False)
@@ -304,17 +291,7 @@ class Client:
 
     def new_chat(self, label: str) -> tuple[str, str]:
         """Register, log in and create a conversation through the edge: (the access token, the conversation id)."""
-        account = {"email": f"{label}-{secrets.token_hex(4)}@example.com",
-                   "password": secrets.token_urlsafe(12) + "Aa1", "display_name": label}
-        status, body = self.request("POST", "/api/v1/auth/register", account)
-        assert status == 201, body
-        status, tokens = self.request("POST", "/api/v1/auth/login",
-                                      {"email": account["email"], "password": account["password"]})
-        assert status == 200, tokens
-        status, conversation = self.request("POST", "/api/v1/conversations", {"title": label},
-                                            tokens["access_token"])
-        assert status == 201, conversation
-        return tokens["access_token"], conversation["id"]
+        return realnode.new_chat(lambda path, body, token=None: self.request("POST", path, body, token), label)
 
 
 def backend_logs(real_cli, namespace: str, since: float) -> dict[str, str]:
