@@ -57,3 +57,16 @@ def test_routes_without_hostnames_leave_nothing_to_certify():
     values = {"httpRoute": {**EDGE["httpRoute"], "hostnames": []}, "certificate": ISSUER}
     assert "httpRoute.hostnames" in render_error(values)
 
+
+
+def test_lifetime_renewal_secret_and_issuer_are_values():
+    values = {**EDGE, "certificate": {"enabled": True, "secretName": "edge-cert", "duration": "2160h",
+                                      "renewBefore": "360h",
+                                      "issuerRef": {"name": "ca", "kind": "Issuer", "group": "example.io"}}}
+    objects = render_chart(values)
+    (cert,) = objects.of_kind("Certificate")
+    assert (cert["spec"]["duration"], cert["spec"]["renewBefore"]) == ("2160h", "360h")
+    assert cert["spec"]["issuerRef"] == {"name": "ca", "kind": "Issuer", "group": "example.io"}
+    assert cert["spec"]["secretName"] == "edge-cert"
+    for ingress in objects.of_kind("Ingress"):
+        assert ingress["spec"]["tls"][0]["secretName"] == "edge-cert"
