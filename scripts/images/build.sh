@@ -7,10 +7,13 @@
 #   build.sh [NAME...]                  build the named images (default: all) into .tools/images/out/:
 #                                         NAME.tar  an OCI archive (`ctr -n k8s.io images import`, `skopeo ... oci-archive:`)
 #                                         NAME.ref  its reference, localhost/agentforge/NAME:<tag>
-#                                         values.yaml  chart values pointing each component at its built image
+#                                         values.yaml  chart values pointing each component at its built image (an
+#                                                      exporter's at its component's metrics.image)
 #   build.sh push REGISTRY [NAME...]    copy built images (building what is missing) to REGISTRY/agentforge/NAME:<tag>
 #                                       (plain HTTP for 127.0.0.1 and localhost, as scripts/registry.sh serves)
 #   build.sh tag NAME...                print the tags the named images would have now, building nothing
+#   build.sh binary NAME                build NAME (postgres-exporter or redis-exporter) for this host, or reuse its
+#                                       cached build, and print the binary's absolute path: the only line on stdout
 #
 # <tag> is a hash of every input of the image: its build file and build function, the source tree it copies, the
 # tag of its base image, pinned versions and build arguments. An image whose tag matches its NAME.ref is not built
@@ -32,12 +35,13 @@ LOGS="$ROOT/.tools/logs"
 export PATH="$PATH:/usr/local/go/bin"
 mkdir -p "$OUT" "$CACHE" "$LOGS"
 
-# The images `build.sh` builds with no NAME, in build order; the chart component each one serves (for values.yaml).
-IMAGES=(pause coredns postgres redis prometheus backend data-collector frontend)
+# The images `build.sh` builds with no NAME, in build order; the chart component each one serves (for values.yaml:
+# COMPONENT.image, or for a sidecar's image COMPONENT.KEY.image).
+IMAGES=(pause coredns postgres redis postgres-exporter redis-exporter prometheus backend data-collector frontend)
 # Images built only when named: the edge tests' controller and their frontend (tests/test_real_edge.py).
 EDGE_IMAGES=(traefik frontend-edge)
 declare -A COMPONENT=([backend]=backend [frontend]=frontend [data-collector]=dataCollector [postgres]=postgresql
-  [redis]=redis [prometheus]=prometheus)
+  [redis]=redis [prometheus]=prometheus [postgres-exporter]=postgresql.metrics [redis-exporter]=redis.metrics)
 # Base images the app images' Dockerfiles name in FROM; kept in the private storage only, under these names.
 declare -A BASE_NAME=([python-base]=docker.io/library/python:3.11-slim [node-base]=docker.io/library/node:20-alpine)
 declare -A DEPS=([python-base]=rootfs [node-base]=rootfs [postgres]=rootfs [redis]=rootfs
@@ -163,6 +167,76 @@ build_traefik() {
   nonroot_user "$ctx"
   bud traefik "$1" "$HERE/traefik.Containerfile" "$ctx"
 }
+
+# go_binary NAME MODULE VERSION PKG LDFLAGS: the path of the program NAME, package PKG of MODULE at VERSION built
+# static (CGO_ENABLED=0) with -trimpath and the linker flags -s -w LDFLAGS; cached under $CACHE by VERSION, the Go
+# version and a hash of PKG and LDFLAGS, built when missing. The build's output goes to stderr, so that the path is
+# all it prints on stdout; it writes a file of its own and renames it, so that two at once (an image build and
+# `build.sh binary`) both end with a whole binary. Errors are returned, not left to set -e: callers run it in $(...).
+go_binary() {
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 bin src key
+  key=$(printf '%s\n' "$pkg" "$ldflags" | sha256sum | cut -c1-12)
+  bin="$CACHE/$name-$version-$(go env GOVERSION)-$key/$name"
+  if [[ ! -x $bin ]]; then
+    src=$(go_src "$module" "$version") && [[ -n $src ]] || return
+    mkdir -p "${bin%/*}" || return
+    say "$name: building $module@$version $pkg"
+    (cd "$src" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$bin.tmp.$$" "$pkg") >&2 ||
+      { rm -f "$bin.tmp.$$"; return 1; }
+    mv "$bin.tmp.$$" "$bin" || return
+  fi
+  echo "$bin"
+}
+
+# go_release MODULE VERSION LAYOUT: the commit of VERSION as the module proxy records it (the version stands in where
+# it records none: a module zip has no git history) and that commit's time in Go's time LAYOUT (UTC), on one line.
+# They stand in for a build's commit and clock, so that a rebuild makes the same binary.
+go_release() {
+  GOWORK=off go list -m -f "{{with .Origin}}{{.Hash}}{{else}}$2{{end}} {{.Time.UTC.Format \"$3\"}}" "$1@$2"
+}
+
+# bin_NAME: prints the path of NAME's program (go_binary), for its image and for `build.sh binary NAME`.
+# postgres_exporter with the version flags of its .promu.yml: Version its VERSION file's (the tag without its v),
+# Branch HEAD as a release build's, Revision and BuildDate (in promu's format) go_release's; BuildUser, promu's
+# user@host, is fixed, so that every machine builds the same binary.
+bin_postgres-exporter() {
+  local release flags v=github.com/prometheus/common/version
+  release=$(go_release github.com/prometheus-community/postgres_exporter "$POSTGRES_EXPORTER_VERSION" \
+    20060102-15:04:05) || return
+  flags="-X $v.Version=${POSTGRES_EXPORTER_VERSION#v} -X $v.Revision=${release% *} -X $v.Branch=HEAD"
+  flags+=" -X $v.BuildUser=build.sh@agentforge -X $v.BuildDate=${release#* }"
+  go_binary postgres_exporter github.com/prometheus-community/postgres_exporter "$POSTGRES_EXPORTER_VERSION" \
+    ./cmd/postgres_exporter "$flags"
+}
+# redis_exporter with the version flags of its Dockerfile and Makefile: BuildVersion the tag (GITHUB_REF_NAME there),
+# BuildCommitSha and BuildDate (`date +%F-%T` there) go_release's.
+bin_redis-exporter() {
+  local release
+  release=$(go_release github.com/oliver006/redis_exporter "$REDIS_EXPORTER_VERSION" 2006-01-02-15:04:05) || return
+  go_binary redis_exporter github.com/oliver006/redis_exporter "$REDIS_EXPORTER_VERSION" . \
+    "-X main.BuildVersion=$REDIS_EXPORTER_VERSION -X main.BuildCommitSha=${release% *} -X main.BuildDate=${release#* }"
+}
+
+# go_image NAME TAG: NAME's Containerfile (FROM scratch) on bin_NAME's program and nonroot_user's /etc files.
+go_image() {
+  local ctx="$WORK/ctx/$1" bin
+  bin=$("bin_$1") || return
+  rm -rf "$ctx" && mkdir -p "$ctx" && cp "$bin" "$ctx/" && nonroot_user "$ctx" || return
+  bud "$1" "$2" "$HERE/$1.Containerfile" "$ctx"
+}
+# The exporters' inputs: besides their Containerfile and version, the text of the functions that build them (tag()
+# hashes build_NAME's, which calls these).
+go_image_inputs() {
+  local name=$1 version=$2
+  cat "$HERE/$name.Containerfile"
+  echo "$version"
+  go version
+  declare -f "bin_$name" go_binary go_release go_image nonroot_user
+}
+inputs_postgres-exporter() { go_image_inputs postgres-exporter "POSTGRES_EXPORTER_VERSION=$POSTGRES_EXPORTER_VERSION"; }
+build_postgres-exporter() { go_image postgres-exporter "$1"; }
+inputs_redis-exporter() { go_image_inputs redis-exporter "REDIS_EXPORTER_VERSION=$REDIS_EXPORTER_VERSION"; }
+build_redis-exporter() { go_image redis-exporter "$1"; }
 
 inputs_rootfs() {
   cat "$HERE/rootfs.Containerfile"
@@ -476,18 +550,28 @@ prune() {
   done
 }
 
-# values.yaml: chart values for every built image of a chart component.
+# values.yaml: chart values for every built image of a chart component, at COMPONENT's key: `postgresql:` gets
+# `image:`, and then, when its exporter was built, `metrics:` with its `image:` (each top-level key once: YAML
+# allows no duplicate).
 write_values() {
-  local name component ref
+  local name path top pad ref tops=()
+  local -A body=()
+  for name in "${IMAGES[@]}"; do
+    path=${COMPONENT[$name]:-}
+    [[ -n $path && -f $OUT/$name.ref ]] || continue
+    ref=$(cat "$OUT/$name.ref")
+    top=${path%%.*} pad="  "
+    [[ -v "body[$top]" ]] || { tops+=("$top"); body[$top]=""; }
+    if [[ $path == *.* ]]; then
+      body[$top]+="  ${path#*.}:"$'\n'
+      pad="    "
+    fi
+    body[$top]+=$(printf '%s\n' image: "  registry: localhost" "  repository: agentforge/$name" "  tag: \"${ref##*:}\"" \
+      "  pullPolicy: IfNotPresent" | sed "s/^/$pad/")$'\n'
+  done
   {
     echo "# Chart values pointing each component at the image scripts/images/build.sh built (helm -f this file)."
-    for name in "${IMAGES[@]}"; do
-      component=${COMPONENT[$name]:-}
-      [[ -n $component && -f $OUT/$name.ref ]] || continue
-      ref=$(cat "$OUT/$name.ref")
-      printf '%s:\n  image:\n    registry: localhost\n    repository: agentforge/%s\n    tag: "%s"\n    pullPolicy: IfNotPresent\n' \
-        "$component" "$name" "${ref##*:}"
-    done
+    for top in "${tops[@]}"; do printf '%s:\n%s' "$top" "${body[$top]}"; done
   } >"$OUT/values.yaml.tmp"
   mv "$OUT/values.yaml.tmp" "$OUT/values.yaml"
 }
@@ -536,6 +620,14 @@ main() {
       shift
       install_tools
       for name in "$@"; do check_name "$name"; echo "$name $(tag "$name")"; done
+      return
+      ;;
+    binary)
+      # No lock: go_binary's builds may overlap (and an image build holding it may take many minutes).
+      if [[ $# != 2 ]] || ! declare -F "bin_$2" >/dev/null; then
+        die "usage: build.sh binary NAME (NAME: postgres-exporter or redis-exporter)"
+      fi
+      "bin_$2"
       return
       ;;
   esac

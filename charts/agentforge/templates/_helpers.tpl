@@ -61,6 +61,32 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- end }}
 {{- end -}}
 
+{{/*
+Annotations: (list PRESET USER), the chart's, then the user's set over them key by key (an empty value of the user's
+wins too), as YAML.
+*/}}
+{{- define "agentforge.annotations" -}}
+{{- $out := deepCopy (index . 0 | default dict) -}}
+{{- range $key, $value := index . 1 | default dict -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* The annotations block of an object's metadata: commonAnnotations, then the object's own, which win key by key:
+(list $ DICT). Nothing when both are empty. */}}
+{{- define "agentforge.metadataAnnotations" -}}
+{{- with include "agentforge.annotations" (list (index . 0).Values.commonAnnotations (index . 1)) | fromYaml }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Namespace of every namespaced object: namespaceOverride, else the release's. */}}
+{{- define "agentforge.namespace" -}}
+{{- .Values.namespaceOverride | default .Release.Namespace -}}
+{{- end -}}
+
 {{/* Container port of each component: a fact of its image. */}}
 {{- define "agentforge.port" -}}
 {{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 -}}
@@ -70,7 +96,7 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{/* Fully qualified in-cluster hostname of a component's Service. */}}
 {{- define "agentforge.host" -}}
 {{- $root := index . 0 -}}
-{{- printf "%s.%s.svc.%s" (include "agentforge.componentName" .) $root.Release.Namespace $root.Values.global.clusterDomain -}}
+{{- printf "%s.%s.svc.%s" (include "agentforge.componentName" .) (include "agentforge.namespace" $root) $root.Values.global.clusterDomain -}}
 {{- end -}}
 
 {{/* The public origins the frontend image was built with (frontend.publicUrls): the API's defaults to the first CORS
@@ -117,12 +143,11 @@ apiVersion: v1
 kind: ServiceAccount
 metadata:
   name: {{ include "agentforge.serviceAccountName" . }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with $sa.annotations }}
-  annotations:
-    {{- toYaml . | nindent 4 }}
+  {{- with include "agentforge.metadataAnnotations" (list $root $sa.annotations) }}
+  {{- . | nindent 2 }}
   {{- end }}
 automountServiceAccountToken: false
 {{- end }}
@@ -144,12 +169,11 @@ apiVersion: v1
 kind: Service
 metadata:
   name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with $service.annotations }}
-  annotations:
-    {{- toYaml . | nindent 4 }}
+  {{- with include "agentforge.metadataAnnotations" (list $root $service.annotations) }}
+  {{- . | nindent 2 }}
   {{- end }}
 spec:
   type: {{ $type }}
@@ -168,6 +192,15 @@ spec:
   {{- if and (ne $type "ClusterIP") $service.externalTrafficPolicy }}
   externalTrafficPolicy: {{ $service.externalTrafficPolicy }}
   {{- end }}
+  {{- with $service.sessionAffinity }}
+  sessionAffinity: {{ . }}
+  {{- end }}
+  {{- if eq $service.sessionAffinity "ClientIP" }}
+  {{- with $service.sessionAffinityConfig }}
+  sessionAffinityConfig:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
   selector:
     {{- include "agentforge.selectorLabels" (list $root $component) | nindent 4 }}
   ports:
@@ -180,19 +213,21 @@ spec:
       {{- end }}
 {{- end -}}
 
-{{/* Spec of a data claim: (.Values.<component>.persistence). */}}
+{{/* Spec of a data claim: (list $ .Values.<component>.persistence). Its storageClass, else global.storageClass. */}}
 {{- define "agentforge.claimSpec" -}}
+{{- $persistence := index . 1 -}}
+{{- $class := $persistence.storageClass | default (index . 0).Values.global.storageClass -}}
 accessModes:
-  {{- toYaml .accessModes | nindent 2 }}
+  {{- toYaml $persistence.accessModes | nindent 2 }}
 {{- /* Empty: leave the field out so the cluster's default class applies; "-": no class at all. */}}
-{{- if eq .storageClass "-" }}
+{{- if eq $class "-" }}
 storageClassName: ""
-{{- else if .storageClass }}
-storageClassName: {{ .storageClass | quote }}
+{{- else if $class }}
+storageClassName: {{ $class | quote }}
 {{- end }}
 resources:
   requests:
-    storage: {{ .size | quote }}
+    storage: {{ $persistence.size | quote }}
 {{- end -}}
 
 {{/* Checksum of a Secret the pods read: of its rendered template, or of the existing Secret's name. (list $ EXISTING TEMPLATE) */}}
@@ -233,7 +268,7 @@ A generated value is remembered for the rest of the render, so the Secret and th
 annotations computed from it (which render the Secret again) see the same value.
 */}}
 {{- define "agentforge.secretValue" -}}
-{{- $live := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- $live := lookup "v1" "Secret" (include "agentforge.namespace" .root) .secret -}}
 {{- $liveValue := dig "data" .key "" ($live | default dict) -}}
 {{- if .value -}}
 {{- if and .immutable $liveValue (ne .value ($liveValue | b64dec)) -}}
@@ -264,10 +299,10 @@ the cluster. (list $ .Values.externalDatabase "externalDatabase")
 {{- $ext := index . 1 -}}
 {{- $path := index . 2 -}}
 {{- if $ext.existingSecret -}}
-{{- $secret := lookup "v1" "Secret" $root.Release.Namespace $ext.existingSecret | default dict -}}
+{{- $secret := lookup "v1" "Secret" (include "agentforge.namespace" $root) $ext.existingSecret | default dict -}}
 {{- $value := dig "data" $ext.existingSecretPasswordKey "" $secret -}}
 {{- if not $value -}}
-{{- fail (printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or keep the whole URL in that Secret and set %s.existingSecretUrlKey: the pods then read it themselves, so `helm template` and GitOps tools, which cannot read the cluster, render it." $path $ext.existingSecret $ext.existingSecretPasswordKey $root.Release.Namespace $path $path) -}}
+{{- fail (printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or keep the whole URL in that Secret and set %s.existingSecretUrlKey: the pods then read it themselves, so `helm template` and GitOps tools, which cannot read the cluster, render it." $path $ext.existingSecret $ext.existingSecretPasswordKey (include "agentforge.namespace" $root) $path $path) -}}
 {{- end -}}
 {{- $value | b64dec -}}
 {{- else -}}
@@ -306,28 +341,57 @@ database: {{ .Values.externalRedis.database }}
 {{- end -}}
 {{- end -}}
 
-{{/* Pull secrets of every pod: global ones. */}}
+{{/* Pull secrets of a pod: (list $ IMAGES), global.imagePullSecrets, then each of the pod's images' own
+`pullSecrets`, each name once. */}}
 {{- define "agentforge.imagePullSecrets" -}}
-{{- with .Values.global.imagePullSecrets }}
+{{- $names := list -}}
+{{- range concat (index . 0).Values.global.imagePullSecrets (list) -}}
+{{- $names = append $names (ternary .name . (kindIs "map" .)) -}}
+{{- end -}}
+{{- range index . 1 -}}
+{{- range .pullSecrets | default list -}}
+{{- $names = append $names (ternary .name . (kindIs "map" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- with $names | uniq }}
 imagePullSecrets:
 {{- range . }}
-  - name: {{ if kindIs "map" . }}{{ .name }}{{ else }}{{ . }}{{ end }}
+  - name: {{ . }}
 {{- end }}
 {{- end }}
 {{- end -}}
 
 {{/*
-Pod-level settings shared by every component: (list $ "component" .Values.<component>).
-Renders imagePullSecrets, securityContext and scheduling fields at the pod spec's indentation.
+Pod-level settings shared by every component: (list $ "component" .Values.<component> IMAGES), IMAGES the image values
+of every container the pod runs. Renders the token mount, imagePullSecrets, DNS, runtime, securityContext and
+scheduling fields at the pod spec's indentation.
 */}}
 {{- define "agentforge.podSettings" -}}
 {{- $root := index . 0 -}}
 {{- $values := index . 2 -}}
+automountServiceAccountToken: {{ $values.automountServiceAccountToken }}
 {{- /* Service environment variables would leak every Service of the namespace into each container. */}}
 enableServiceLinks: false
-{{- include "agentforge.imagePullSecrets" $root }}
+{{- include "agentforge.imagePullSecrets" (list $root (index . 3)) }}
 {{- with $values.priorityClassName }}
 priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $values.runtimeClassName }}
+runtimeClassName: {{ . | quote }}
+{{- end }}
+{{- with $values.schedulerName }}
+schedulerName: {{ . | quote }}
+{{- end }}
+{{- with $values.dnsPolicy }}
+dnsPolicy: {{ . }}
+{{- end }}
+{{- with $values.dnsConfig }}
+dnsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.hostAliases }}
+hostAliases:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $values.podSecurityContext }}
 securityContext:
@@ -575,9 +639,12 @@ apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
   name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+  {{- with include "agentforge.metadataAnnotations" (list $root (dict)) }}
+  {{- . | nindent 2 }}
+  {{- end }}
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
@@ -621,9 +688,12 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
   name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+  {{- with include "agentforge.metadataAnnotations" (list $root (dict)) }}
+  {{- . | nindent 2 }}
+  {{- end }}
 spec:
   {{- if kindIs "invalid" $pdb.maxUnavailable }}
   minAvailable: {{ $pdb.minAvailable }}

@@ -74,7 +74,7 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- /* An upgrade must not drop, without a word, the Ingress that earlier versions rendered for ingress-nginx by default
 (lookup finds nothing under helm template or --dry-run=client, so this runs against a cluster only). */ -}}
 {{- if and .Release.IsUpgrade (not $ingress.enabled) (ne $ingress.controller "generic") -}}
-{{- $live := lookup "networking.k8s.io/v1" "Ingress" .Release.Namespace (include "agentforge.componentName" (list . "backend")) -}}
+{{- $live := lookup "networking.k8s.io/v1" "Ingress" (include "agentforge.namespace" .) (include "agentforge.componentName" (list . "backend")) -}}
 {{- if and $live (hasKey ($live.metadata.annotations | default dict) "nginx.ingress.kubernetes.io/affinity") -}}
 {{- $errors = append $errors (printf "this upgrade would delete the Ingress %s, which carries the ingress-nginx settings earlier versions of the chart rendered by default (this version renders no Ingress unless asked). To keep it, set %s; to move, see README: Moving from ingress-nginx; to delete it, set ingress.controller=generic with ingress.enabled=false" $live.metadata.name $keepNginx) -}}
 {{- end -}}
@@ -91,6 +91,19 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 {{- if $ingress.certManager.clusterIssuer -}}
 {{- $errors = append $errors (printf "certificate.enabled and ingress.certManager.clusterIssuer (%q) both ask cert-manager for the Secret %s: set one of them" $ingress.certManager.clusterIssuer (include "agentforge.tlsSecretName" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- /* A TLS entry for a host the Ingresses do not serve protects nothing: most likely a typo. */ -}}
+{{- if $ingress.enabled -}}
+{{- range $i, $tls := $ingress.tls -}}
+{{- if not $tls.secretName -}}
+{{- $errors = append $errors (printf "ingress.tls[%d].secretName is required: the Secret that holds the certificate of %s" $i (join ", " ($tls.hosts | default list))) -}}
+{{- end -}}
+{{- range $tls.hosts -}}
+{{- if not (has . $ingress.hosts) -}}
+{{- $errors = append $errors (printf "ingress.tls[%d].hosts names %q, which is not in ingress.hosts (%s): the Ingresses serve only those hosts" $i . (join ", " $ingress.hosts)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -190,6 +203,24 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- if and (ne $type "LoadBalancer") (index $service $field) -}}
 {{- $errors = append $errors (printf "%s.service.%s is set while %s.service.type is %s: it applies to LoadBalancer Services only" $component $field $component $type) -}}
 {{- end -}}
+{{- end -}}
+{{- if and $service.sessionAffinityConfig (ne $service.sessionAffinity "ClientIP") -}}
+{{- $errors = append $errors (printf "%s.service.sessionAffinityConfig is set while %s.service.sessionAffinity is %q: it applies to ClientIP affinity only" $component $component ($service.sessionAffinity | default "")) -}}
+{{- end -}}
+{{- end -}}
+{{- /* The StatefulSets' Services are headless: their names resolve to the one pod, and nothing balances or pins. */ -}}
+{{- range $component := list "postgresql" "redis" -}}
+{{- range $field := list "sessionAffinity" "sessionAffinityConfig" -}}
+{{- if index (index $v $component).service $field -}}
+{{- $errors = append $errors (printf "%s.service.%s is not supported: the %s Service is headless (its name resolves to the one pod), so there is no load balancing to pin" $component $field $component) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* Pod DNS: dnsPolicy None leaves the pod with no resolver but the ones dnsConfig names. */ -}}
+{{- range $component := list "backend" "frontend" "dataCollector" "postgresql" "redis" "prometheus" "grafana" -}}
+{{- $c := index $v $component -}}
+{{- if and (eq $c.dnsPolicy "None") (not (dig "nameservers" list ($c.dnsConfig | default dict))) -}}
+{{- $errors = append $errors (printf "%s.dnsPolicy is None but %s.dnsConfig.nameservers is empty: the pods would have no DNS server. Give dnsConfig.nameservers, or another dnsPolicy" $component $component) -}}
 {{- end -}}
 {{- end -}}
 {{- /* Update strategies. A rolling update's missing fields take Kubernetes' default, 25%. */ -}}

@@ -11,12 +11,11 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
   name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with $route.annotations }}
-  annotations:
-    {{- toYaml . | nindent 4 }}
+  {{- with include "agentforge.metadataAnnotations" (list $root $route.annotations) }}
+  {{- . | nindent 2 }}
   {{- end }}
 spec:
   parentRefs:

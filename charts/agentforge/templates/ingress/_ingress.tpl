@@ -42,18 +42,6 @@ ConfigMap or Service; its WebSocket timeout, timeout-tunnel, is a ConfigMap sett
 {{- end -}}
 {{- end -}}
 
-{{/*
-Annotations: (list PRESET USER), the chart's, then the user's set over them key by key (an empty value of the user's
-wins too), as YAML.
-*/}}
-{{- define "agentforge.annotations" -}}
-{{- $out := deepCopy (index . 0 | default dict) -}}
-{{- range $key, $value := index . 1 | default dict -}}
-{{- $_ := set $out $key $value -}}
-{{- end -}}
-{{- toYaml $out -}}
-{{- end -}}
-
 {{/* The IngressClass of the Ingresses: ingress.ingressClassName, else the preset's (none with `generic`). */}}
 {{- define "agentforge.ingress.className" -}}
 {{- .Values.ingress.ingressClassName | default (include "agentforge.ingress.preset" . | fromYaml).class | default "" -}}
@@ -75,24 +63,40 @@ tls:
 {{- end }}
 {{- end -}}
 
-{{/* Rules of an Ingress: (list $ "component" PATHS), every path to the component's Service on its port. */}}
+{{/*
+Rules of an Ingress: (list $ "component" PATHS EXTRA), every path to the component's Service on its port, with
+ingress.pathType; with EXTRA true, ingress.extraPaths before (position `before`, the default) or after them.
+*/}}
 {{- define "agentforge.ingress.rules" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $paths := index . 2 -}}
+{{- $extra := dict "before" list "after" list -}}
+{{- if index . 3 -}}
+{{- range $root.Values.ingress.extraPaths -}}
+{{- $position := .position | default "before" -}}
+{{- $_ := set $extra $position (append (get $extra $position) (omit . "position")) -}}
+{{- end -}}
+{{- end -}}
 rules:
 {{- range $root.Values.ingress.hosts }}
   - host: {{ . | quote }}
     http:
       paths:
+        {{- with $extra.before }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
         {{- range $paths }}
         - path: {{ . }}
-          pathType: Prefix
+          pathType: {{ $root.Values.ingress.pathType }}
           backend:
             service:
               name: {{ include "agentforge.componentName" (list $root $component) }}
               port:
                 number: {{ include "agentforge.port" $component }}
+        {{- end }}
+        {{- with $extra.after }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
 {{- end }}
 {{- end -}}

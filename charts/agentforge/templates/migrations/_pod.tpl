@@ -8,8 +8,7 @@ metadata:
 spec:
   restartPolicy: Never
   serviceAccountName: {{ include "agentforge.serviceAccountName" (list $root "backend" $backend.serviceAccount) }}
-  automountServiceAccountToken: false
-  {{- include "agentforge.podSettings" (list $root "migrations" $backend) | nindent 2 }}
+  {{- include "agentforge.podSettings" (list $root "migrations" $backend (list $backend.image $root.Values.postgresql.image)) | nindent 2 }}
   initContainers:
     {{- /* First: a native sidecar (restartPolicy Always, e.g. a database proxy) among them is up before the wait. */}}
     {{- with include "agentforge.extraContainers" (dict "root" $root "path" "migrations.extraInitContainers" "containers" $m.extraInitContainers "securityContext" $backend.containerSecurityContext) }}

@@ -32,7 +32,7 @@ job="{{ first $components }}"
 {{- else -}}
 job=~"{{ join "|" $components }}"
 {{- end -}}
-, namespace="{{ $root.Release.Namespace }}", pod=~"({{ join "|" $pods }})-.+"
+, namespace="{{ include "agentforge.namespace" $root }}", pod=~"({{ join "|" $pods }})-.+"
 {{- end -}}
 
 {{/* Labels of one alert: monitoring.alerts.labels, and the alert's severity. (list $ SEVERITY) */}}

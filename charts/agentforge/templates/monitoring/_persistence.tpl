@@ -12,13 +12,16 @@ apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
   name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
   annotations:
     helm.sh/resource-policy: keep
+    {{- with omit $root.Values.commonAnnotations "helm.sh/resource-policy" }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 spec:
-  {{- include "agentforge.claimSpec" $persistence | nindent 2 }}
+  {{- include "agentforge.claimSpec" (list $root $persistence) | nindent 2 }}
 {{- end -}}
 {{- end -}}
 

@@ -52,7 +52,7 @@ while the chart's Ingress is on, the Gateway's data plane while its HTTPRoutes a
 {{- if .Values.httpRoute.enabled }}
 {{- $selector := $np.gatewayNamespaceSelector -}}
 {{- if not $selector }}
-{{- $namespace := default .Release.Namespace .Values.httpRoute.parentRef.namespace -}}
+{{- $namespace := default (include "agentforge.namespace" .) .Values.httpRoute.parentRef.namespace -}}
 {{- $selector = dict "matchLabels" (dict "kubernetes.io/metadata.name" $namespace) -}}
 {{- end }}
 {{- $peers = append $peers (include "agentforge.networkPolicy.namespacePeer" (list $selector $np.gatewayPodSelector) | fromYaml) -}}
@@ -80,9 +80,12 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
   name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ $root.Release.Namespace }}
+  namespace: {{ include "agentforge.namespace" $root }}
   labels:
     {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
+  {{- with include "agentforge.metadataAnnotations" (list $root (dict)) }}
+  {{- . | nindent 2 }}
+  {{- end }}
 spec:
   podSelector:
     matchLabels:

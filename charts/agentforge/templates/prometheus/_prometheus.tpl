@@ -36,7 +36,7 @@ scrape_configs:
     kubernetes_sd_configs:
       - role: pod
         namespaces:
-          names: [{{ .Release.Namespace | quote }}]
+          names: [{{ include "agentforge.namespace" . | quote }}]
     relabel_configs:
       - action: keep
         source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name]
