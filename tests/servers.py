@@ -56,6 +56,14 @@ def binaries() -> dict:
     return {"pg": pg_bin(), "PATH": f"{pg_bin()}:{os.environ['PATH']}"}
 
 
+def exporter_binary(name: str) -> Path:
+    """The host binary of a metrics exporter ("postgres-exporter" or "redis-exporter"), built from its Go module by
+    scripts/images/build.sh (first time only: it is cached), which prints its path."""
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "images" / "build.sh"), "binary", name],
+                          check=True, timeout=600, stdout=subprocess.PIPE, text=True)
+    return Path(done.stdout.strip())
+
+
 def url_credentials(url: str) -> tuple[str, str]:
     """User and password of a URL, percent-decoded."""
     parts = urlsplit(url)

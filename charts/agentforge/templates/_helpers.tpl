@@ -89,7 +89,7 @@ annotations:
 
 {{/* Container port of each component: a fact of its image. */}}
 {{- define "agentforge.port" -}}
-{{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 -}}
+{{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 "postgresql-metrics" 9187 "redis-metrics" 9121 -}}
 {{- required (printf "no port is known for component %q" .) (get $ports .) -}}
 {{- end -}}
 
@@ -154,7 +154,8 @@ automountServiceAccountToken: false
 {{- end -}}
 
 {{/*
-Service of a component: (list $ "component" PORT-NAME HEADLESS .Values.<component>.service). The port is the
+Service of a component: (list $ "component" PORT-NAME HEADLESS .Values.<component>.service [METRICS]), with METRICS
+true also the port `metrics` (agentforge.port "<component>-metrics") of its exporter. The port is the
 component's own (agentforge.port); headless Services govern the StatefulSets, whose names resolve to their pods, and
 stay ClusterIP. The type's own fields (nodePort, loadBalancer*, externalTrafficPolicy) are rendered only for the type
 that reads them; agentforge.validateValues refuses them with any other.
@@ -211,6 +212,12 @@ spec:
       {{- if and (ne $type "ClusterIP") $service.nodePort }}
       nodePort: {{ $service.nodePort }}
       {{- end }}
+    {{- if and (gt (len .) 5) (index . 5) }}
+    - name: metrics
+      port: {{ include "agentforge.port" (printf "%s-metrics" $component) }}
+      targetPort: metrics
+      protocol: TCP
+    {{- end }}
 {{- end -}}
 
 {{/* Spec of a data claim: (list $ .Values.<component>.persistence). Its storageClass, else global.storageClass. */}}
@@ -344,13 +351,16 @@ database: {{ .Values.externalRedis.database }}
 {{/* Pull secrets of a pod: (list $ IMAGES), global.imagePullSecrets, then each of the pod's images' own
 `pullSecrets`, each name once. */}}
 {{- define "agentforge.imagePullSecrets" -}}
-{{- $names := list -}}
-{{- range concat (index . 0).Values.global.imagePullSecrets (list) -}}
-{{- $names = append $names (ternary .name . (kindIs "map" .)) -}}
-{{- end -}}
+{{- $secrets := (index . 0).Values.global.imagePullSecrets | default list -}}
 {{- range index . 1 -}}
-{{- range .pullSecrets | default list -}}
-{{- $names = append $names (ternary .name . (kindIs "map" .)) -}}
+{{- $secrets = concat $secrets (.pullSecrets | default list) -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $secrets -}}
+{{- if kindIs "map" . -}}
+{{- $names = append $names .name -}}
+{{- else -}}
+{{- $names = append $names . -}}
 {{- end -}}
 {{- end -}}
 {{- with $names | uniq }}

@@ -3,7 +3,8 @@ Alerting rules of AgentForge, defined once (agentforge.alerts.groups) and render
 bundled Prometheus' ConfigMap (templates/prometheus/configmap.yaml, named by `rule_files` in its prometheus.yml) and
 as the PrometheusRule of templates/monitoring/prometheusrule.yaml. They read only what the application exports
 (backend/shared/metrics.py: http_requests_total, http_request_duration_seconds, llm_cost_dollars_total,
-pipeline_executions_total) and `up`. The data collector exports no metric of its own: it is watched by `up` only.
+pipeline_executions_total) and `up`. The data collector exports no metric of its own: it is watched by `up` only. The data stores' rules read
+their exporters' series (postgresql.metrics, redis.metrics) and are rendered only for the exporters that run.
 
 Every selector names the jobs the chart's scrape configurations set (the bundled Prometheus' relabeling and the
 PodMonitors' and ServiceMonitors' jobLabel: the component), the release's namespace and its pods' names, so a
@@ -49,11 +50,14 @@ is written as Helm string literals, which Helm prints as they are.
 {{- $a := .Values.monitoring.alerts -}}
 {{- if $a.enabled -}}
 {{- $groups := list -}}
-{{- range $group := list (list "agentforge.targets" "targetDown") (list "agentforge.backend" "backendErrors" "backendLatency" "pipelineFailures") (list "agentforge.llm" "llmSpend") -}}
+{{- range $group := list (list "agentforge.targets" "targetDown") (list "agentforge.backend" "backendErrors" "backendLatency" "pipelineFailures") (list "agentforge.llm" "llmSpend") (list "agentforge.datastores" "dataStoreDown" "dataStoreConnections") -}}
 {{- $rules := list -}}
 {{- range $alert := rest $group -}}
 {{- if (index $a $alert).enabled -}}
-{{- $rules = append $rules (include (print "agentforge.alerts.rules." $alert) (list $ (index $a $alert))) -}}
+{{- /* Empty when what the alert reads is not scraped (the data stores' exporters off). */ -}}
+{{- with include (print "agentforge.alerts.rules." $alert) (list $ (index $a $alert)) -}}
+{{- $rules = append $rules . -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if $rules -}}
@@ -229,4 +233,71 @@ reports them with the others).
 {{- end -}}
 {{- $errors = concat $errors (include "agentforge.prometheus.alertmanagerErrors" . | fromJsonArray) -}}
 {{- toJson $errors -}}
+{{- end -}}
+
+{{/* The data stores whose exporters run: (list $), a YAML list of {component, up, connections, limit}. */}}
+{{- define "agentforge.alerts.dataStores" -}}
+{{- $root := index . 0 -}}
+{{- $stores := list -}}
+{{- if and $root.Values.postgresql.enabled $root.Values.postgresql.metrics.enabled -}}
+{{- $stores = append $stores (dict "component" "postgresql" "name" "PostgreSQL" "up" "pg_up" "connections" "pg_stat_activity_count" "limit" "pg_settings_max_connections") -}}
+{{- end -}}
+{{- if and $root.Values.redis.enabled $root.Values.redis.metrics.enabled -}}
+{{- $stores = append $stores (dict "component" "redis" "name" "Redis" "up" "redis_up" "connections" "redis_connected_clients" "limit" "redis_config_maxclients") -}}
+{{- end -}}
+{{- toYaml $stores -}}
+{{- end -}}
+
+{{/* A bundled data store's exporter cannot reach its server (or its pod is not scraped at all). */}}
+{{- define "agentforge.alerts.rules.dataStoreDown" -}}
+{{- $root := index . 0 -}}
+{{- $r := index . 1 -}}
+{{- $exprs := list -}}
+{{- range include "agentforge.alerts.dataStores" (list $root) | fromYamlArray -}}
+{{- $sel := include "agentforge.alerts.selector" (list $root .component) -}}
+{{- $exprs = append $exprs (printf "%s{%s} == 0 or absent(%s{%s})" .up $sel .up $sel) -}}
+{{- end -}}
+{{- with $exprs -}}
+- alert: AgentForgeDataStoreDown
+  expr: |-
+    {{- range $i, $e := . }}
+    {{ if $i }}or {{ end }}{{ $e }}
+    {{- end }}
+  for: {{ index $r "for" }}
+  labels:
+    {{- include "agentforge.alerts.labels" (list $root $r.severity) | nindent 4 }}
+  annotations:
+    summary: A bundled AgentForge data store is down
+    description: >-
+      The {{ "{{ $labels.job }}" }} exporter in namespace {{ "{{ $labels.namespace }}" }} has not reached its server (or
+      has not been scraped) for {{ index $r "for" }}: the backend cannot serve without PostgreSQL, and runs with its
+      Redis-backed guards off without Redis.
+{{- end }}
+{{- end -}}
+
+{{/* A bundled data store's connections near its limit (PostgreSQL's max_connections, Redis' maxclients). */}}
+{{- define "agentforge.alerts.rules.dataStoreConnections" -}}
+{{- $root := index . 0 -}}
+{{- $r := index . 1 -}}
+{{- $exprs := list -}}
+{{- range include "agentforge.alerts.dataStores" (list $root) | fromYamlArray -}}
+{{- $sel := include "agentforge.alerts.selector" (list $root .component) -}}
+{{- $exprs = append $exprs (printf "sum by (namespace, job, pod) (%s{%s}) / max by (namespace, job, pod) (%s{%s}) > %v" .connections $sel .limit $sel $r.ratio) -}}
+{{- end -}}
+{{- with $exprs -}}
+- alert: AgentForgeDataStoreConnectionsNearLimit
+  expr: |-
+    {{- range $i, $e := . }}
+    {{ if $i }}or {{ end }}{{ $e }}
+    {{- end }}
+  for: {{ index $r "for" }}
+  labels:
+    {{- include "agentforge.alerts.labels" (list $root $r.severity) | nindent 4 }}
+  annotations:
+    summary: A bundled AgentForge data store is near its connection limit
+    description: >-
+      {{ "{{ $labels.job }}" }} in namespace {{ "{{ $labels.namespace }}" }} holds {{ "{{ $value | humanizePercentage }}" }}
+      of its connection limit (threshold {{ printf "%.4g" (mulf $r.ratio 100) }}%): new connections will soon be
+      refused. For PostgreSQL, raise postgresql.config.max_connections or lower the backend's pool or pod count.
+{{- end }}
 {{- end -}}

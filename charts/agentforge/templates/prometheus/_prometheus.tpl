@@ -1,7 +1,8 @@
 {{/*
 prometheus.yml of the bundled Prometheus. It discovers pods (kubernetes_sd_configs, role pod) rather than
 scraping a Service, which would reach one pod per scrape and hide the others. Relabeling keeps the backend
-and data-collector pods of this release, on their container port named `http`, and names each target's
+and data-collector pods of this release, on their container port named `http`, and the data stores' exporters, on
+`metrics`, and names each target's
 job after its component, as the PodMonitors do (jobLabel), so one dashboard fits both.
 */}}
 {{- define "agentforge.prometheus.config" -}}
@@ -46,10 +47,11 @@ scrape_configs:
         regex: {{ .Release.Name | quote }}
       - action: keep
         source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
-        regex: "backend|data-collector"
+        regex: "backend|data-collector|postgresql|redis"
+      # The app's HTTP port, and the data stores' exporters (postgresql.metrics, redis.metrics).
       - action: keep
         source_labels: [__meta_kubernetes_pod_container_port_name]
-        regex: http
+        regex: http|metrics
       # Pods that have finished or not yet started have nothing to serve.
       - action: drop
         source_labels: [__meta_kubernetes_pod_phase]
