@@ -25,23 +25,35 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from chart import ROOT, Manifests, component_name, container
+from chart import ROOT, Manifests, component_name, container, env_of
 
 START_TIMEOUT = 30
+# The series of the data stores' exporters (postgresql.metrics, redis.metrics) that the dashboard's "Data stores" row
+# and the alerts read (tests/test_grafana.py, tests/test_exporters.py): tests/test_exporters.py checks that the real
+# exporters serve each.
+EXPORTER_SERIES = {
+    "postgresql": {"pg_up", "pg_stat_activity_count", "pg_settings_max_connections"},
+    "redis": {"redis_up", "redis_connected_clients", "redis_config_maxclients", "redis_memory_used_bytes",
+              "redis_memory_max_bytes"},
+}
 STOP_TIMEOUT = 15
 IS_ROOT = os.geteuid() == 0
 
 
 def rendered_servers(objects: Manifests, release: str = "agentforge") -> dict:
     """What a render gives the bundled servers: the app Secret, and the Redis and PostgreSQL
-    containers with Redis' configuration (None where the render has no bundled server)."""
+    containers with their configuration files (None where the render has no bundled server)."""
     secret = objects.get("Secret", f"{component_name('secrets', release)}")
     redis_set = objects.find("StatefulSet", component_name("redis", release))
     postgres_set = objects.find("StatefulSet", component_name("postgresql", release))
     redis_conf = objects.find("ConfigMap", component_name("redis", release))
+    postgres_conf = objects.find("ConfigMap", component_name("postgresql", release))
     return {
         "secret": {k: base64.b64decode(v).decode() for k, v in secret["data"].items()},
         "redis_conf": redis_conf["data"]["redis.conf"] if redis_conf else None,
+        # The chart's configuration file, with the container's PGDATA (whose postgresql.conf it includes) marked.
+        "postgresql_conf": postgres_conf["data"]["postgresql.conf"].replace(
+            env_of(container(postgres_set, "postgresql"))["PGDATA"]["value"], "@PGDATA@") if postgres_conf else None,
         "redis": container(redis_set, "redis") if redis_set else None,
         "postgresql": container(postgres_set, "postgresql") if postgres_set else None,
     }
@@ -161,7 +173,7 @@ class PostgresServer:
     """initdb and postgres as the `postgres` user (when root), like the image's entrypoint does with its env."""
 
     def __init__(self, binaries: dict, user: str, password: str, database: str,
-                 tls: tuple[Path, Path] | None = None):
+                 tls: tuple[Path, Path] | None = None, config: str | None = None):
         self.bin = binaries["pg"]
         self.path = binaries["PATH"]
         self.user = user
@@ -176,6 +188,7 @@ class PostgresServer:
             os.chown(self.base, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
         self.account = {"user": "postgres", "group": "postgres"} if IS_ROOT else {}
         self.tls = tls  # (certificate, key): ssl=on, and TCP clients must use TLS (hostssl only)
+        self.config = config  # rendered_servers' postgresql_conf (postgresql.config), run as the pod runs it
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": self.path, "LANG": "C.UTF-8", "HOME": str(self.base), **extra}
@@ -202,6 +215,12 @@ class PostgresServer:
                         "-c", f"ssl_key_file={self.base / 'server.key'}"]
             (self.data / "pg_hba.conf").write_text("local all all scram-sha-256\n"
                                                    "hostssl all all 127.0.0.1/32 scram-sha-256\n")
+        if self.config:
+            # As the pod: `postgres -c config_file=` the chart's file, which includes initdb's from the data folder.
+            assert self.config.count("@PGDATA@") == 1, self.config
+            config_file = self.base / "chart-postgresql.conf"
+            config_file.write_text(self.config.replace("@PGDATA@", str(self.data)))
+            settings += ["-c", f"config_file={config_file}"]
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
                 [str(self.bin / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
@@ -298,10 +317,12 @@ def start_redis(binaries: dict, rendered: dict) -> RedisServer:
 
 
 def start_postgres(binaries: dict, user: str, password: str, database: str,
-                   readiness: list[str] | None = None, tls: tuple[Path, Path] | None = None) -> PostgresServer:
+                   readiness: list[str] | None = None, tls: tuple[Path, Path] | None = None,
+                   config: str | None = None) -> PostgresServer:
     """A started PostgreSQL with the database created, ready by the rendered readiness probe (else pg_isready).
-    With `tls` (certificate, key), TCP clients must use TLS. The caller stops it."""
-    server = PostgresServer(binaries, user, password, database, tls)
+    With `tls` (certificate, key), TCP clients must use TLS; with `config` (rendered_servers' postgresql_conf), it
+    runs the chart's configuration file. The caller stops it."""
+    server = PostgresServer(binaries, user, password, database, tls, config)
     try:
         server.start()
         probe = readiness or ["pg_isready", "-h", "127.0.0.1", "-U", user]

@@ -36,6 +36,7 @@ DEFAULT_INVENTORY = {
     # Data tier.
     ("StatefulSet", "agentforge-postgresql"),
     ("Service", "agentforge-postgresql"),
+    ("ConfigMap", "agentforge-postgresql"),
     ("StatefulSet", "agentforge-redis"),
     ("Service", "agentforge-redis"),
     ("ConfigMap", "agentforge-redis"),
@@ -193,11 +194,12 @@ def test_notes_tell_how_to_reach_the_release(scenario, expected):
 # Every checksum/* annotation of a pod template, by workload: Kubernetes rolls the pods when the annotation changes,
 # so each must change when, and only when, what it covers changes.
 CHECKSUM_WORKLOADS = {"backend": ("Deployment", "agentforge-backend"), "redis": ("StatefulSet", "agentforge-redis"),
+                      "postgresql": ("StatefulSet", "agentforge-postgresql"),
                       "prometheus": ("Deployment", "agentforge-prometheus"),
                       "grafana": ("Deployment", "agentforge-grafana")}
 CHECKSUMS = {"backend checksum/config", "backend checksum/secret", "redis checksum/config", "redis checksum/password",
              "prometheus checksum/config", "prometheus checksum/rules", "grafana checksum/config",
-             "grafana checksum/secret"}
+             "grafana checksum/secret", "postgresql checksum/config"}
 ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
 # Every secret given, so nothing is generated: equal inputs must give equal checksums. The chart's Grafana Secret
 # always generates its secret-key (test_grafana.py's live-Secret tests cover it), so Grafana's comes from an
@@ -250,6 +252,7 @@ def test_checksums_stable_across_renders_of_equal_input():
     ({"redis": {"auth": {"password": "other-redis"}}}, {"backend checksum/secret", "redis checksum/password"}),
     ({"redis": {"maxmemoryPolicy": "volatile-lru"}}, {"redis checksum/config"}),
     ({"redis": {"extraConfig": "timeout 300\n"}}, {"redis checksum/config"}),
+    ({"postgresql": {"config": {"work_mem": "8MB"}}}, {"postgresql checksum/config"}),
     # The scrape interval is Prometheus' and the datasource's timeInterval in Grafana's provisioning.
     ({"prometheus": {"scrapeInterval": "30s"}}, {"prometheus checksum/config", "grafana checksum/config"}),
     ({"grafana": {"datasourceUid": "metrics-main"}}, {"grafana checksum/config"}),
@@ -276,7 +279,7 @@ def test_pod_annotations_cannot_replace_a_checksum():
     base = checksums(FIXED)
     pinned = {"podAnnotations": {"checksum/config": "0", "checksum/secret": "0", "checksum/password": "0",
                                  "checksum/rules": "0"}}
-    values = deep_merge(FIXED, {c: pinned for c in ("backend", "redis", "prometheus", "grafana")})
+    values = deep_merge(FIXED, {c: pinned for c in ("backend", "redis", "postgresql", "prometheus", "grafana")})
     changed = checksums(values)
     assert {key: changed[key] for key in CHECKSUMS} == base
     assert render_chart(values).get("Deployment", "agentforge-backend")["spec"]["template"]["metadata"][

@@ -152,8 +152,9 @@ class TestScrapeTargets:
     def test_keep_rules_on_chart_labels(self, job):
         keeps = {tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"] if r["action"] == "keep"}
         assert keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_instance",)] == "agentforge"
-        assert keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)] == "backend|data-collector"
-        assert keeps[("__meta_kubernetes_pod_container_port_name",)] == "http"
+        by_port = keeps[("__meta_kubernetes_pod_label_app_kubernetes_io_component",
+                         "__meta_kubernetes_pod_container_port_name")]
+        assert by_port == "(backend|data-collector);http|(postgresql|redis);metrics"
 
 
 class TestIntervals:

@@ -38,7 +38,10 @@ from servers import (
 pytestmark = pytest.mark.servers
 
 PASSWORD = "p@ss:w/rd%?#+ &=é"
-VALUES = {"postgresql": {"auth": {"username": "af_user", "database": "af_db", "password": PASSWORD}},
+# postgresql.config: a limit above the backend's worst case (79 at the defaults), a size, a string that needs quoting.
+SERVER_CONFIG = {"max_connections": 90, "work_mem": "8MB", "cluster_name": "af's cluster"}
+VALUES = {"postgresql": {"auth": {"username": "af_user", "database": "af_db", "password": PASSWORD},
+                         "config": SERVER_CONFIG},
           "redis": {"auth": {"password": PASSWORD}}}
 
 
@@ -57,7 +60,8 @@ def binaries():
 def started_postgres(request, binaries, rendered) -> PostgresServer:
     """A PostgreSQL server, stopped when the requesting test or module ends, ready by the rendered probe."""
     server = PostgresServer(binaries, rendered["secret"]["POSTGRES_USER"], rendered["secret"]["POSTGRES_PASSWORD"],
-                            {e["name"]: e.get("value") for e in rendered["postgresql"]["env"]}["POSTGRES_DB"])
+                            {e["name"]: e.get("value") for e in rendered["postgresql"]["env"]}["POSTGRES_DB"],
+                            config=rendered["postgresql_conf"])
     request.addfinalizer(server.stop)
     server.start()
     readiness = rendered["postgresql"]["readinessProbe"]["exec"]["command"]
@@ -93,6 +97,22 @@ class TestPostgres:
                 await conn.close()
 
         assert asyncio.run(session()) == ("af_user", "af_db", PASSWORD)
+
+    def test_postgresql_config_reaches_the_server(self, postgres, rendered):
+        """The server runs the chart's configuration file: postgresql.config's values, and initdb's file before them
+        (initdb writes default_text_search_config = 'pg_catalog.english'; PostgreSQL's built-in is 'simple')."""
+        dsn = local_url(rendered["secret"]["DATABASE_URL"], postgres.port, scheme="postgresql")
+
+        async def show(names):
+            conn = await asyncpg.connect(dsn, timeout=10)
+            try:
+                return {name: await conn.fetchval(f"SHOW {name}") for name in names}
+            finally:
+                await conn.close()
+
+        shown = asyncio.run(show([*SERVER_CONFIG, "default_text_search_config"]))
+        assert shown == {**{k: str(v) for k, v in SERVER_CONFIG.items()},
+                         "default_text_search_config": "pg_catalog.english"}
 
     def test_wrong_password_refused(self, postgres, rendered):
         dsn = local_url(rendered["secret"]["DATABASE_URL"].replace("%40", "%41", 1), postgres.port, "postgresql")

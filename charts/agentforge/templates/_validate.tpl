@@ -108,10 +108,16 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 
 {{- /* A credential given inline while the Secret that holds it comes from elsewhere would be ignored. */ -}}
-{{- if $v.secrets.existingSecret -}}
+{{- $appSecretFrom := printf "secrets.existingSecret (%q)" $v.secrets.existingSecret -}}
+{{- $appSecretOff := "leave secrets.existingSecret empty" -}}
+{{- if and $v.externalSecrets.enabled (not $v.secrets.existingSecret) -}}
+{{- $appSecretFrom = printf "externalSecrets.enabled (the Secret %q, from your store)" (include "agentforge.secretName" .) -}}
+{{- $appSecretOff = "set externalSecrets.enabled=false" -}}
+{{- end -}}
+{{- if or $v.secrets.existingSecret $v.externalSecrets.enabled -}}
 {{- range $key, $value := dict "secrets.secretKey" $v.secrets.secretKey "secrets.encryptionKey" $v.secrets.encryptionKey "postgresql.auth.password" $v.postgresql.auth.password "redis.auth.password" $v.redis.auth.password "externalDatabase.password" $v.externalDatabase.password "externalRedis.password" $v.externalRedis.password "externalDatabase.existingSecret" $v.externalDatabase.existingSecret "externalRedis.existingSecret" $v.externalRedis.existingSecret -}}
 {{- if $value -}}
-{{- $errors = append $errors (printf "%s is set together with secrets.existingSecret (%q), which then holds every credential the app reads: %s would be ignored. Put it in that Secret, or leave secrets.existingSecret empty" $key $v.secrets.existingSecret $key) -}}
+{{- $errors = append $errors (printf "%s is set together with %s, which then holds every credential the app reads: %s would be ignored. Put it in that Secret, or %s" $key $appSecretFrom $key $appSecretOff) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -136,8 +142,8 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- if $v.postgresql.auth.password -}}
 {{- $errors = append $errors "postgresql.auth.password is set while postgresql.enabled is false: it would be ignored. Set externalDatabase.password (or externalDatabase.existingSecret) for the external database" -}}
 {{- end -}}
-{{- if not (or $v.externalDatabase.password $v.externalDatabase.existingSecret $v.secrets.existingSecret) -}}
-{{- $errors = append $errors "postgresql.enabled is false but the external database has no password: set externalDatabase.password, externalDatabase.existingSecret, or secrets.existingSecret (a Secret holding DATABASE_URL)" -}}
+{{- if not (or $v.externalDatabase.password $v.externalDatabase.existingSecret $v.secrets.existingSecret $v.externalSecrets.enabled) -}}
+{{- $errors = append $errors "postgresql.enabled is false but the external database has no password: set externalDatabase.password, externalDatabase.existingSecret, or secrets.existingSecret (a Secret holding DATABASE_URL), or externalSecrets.enabled (DATABASE_URL from your store)" -}}
 {{- end -}}
 {{- end -}}
 {{- if $v.redis.enabled -}}
@@ -152,6 +158,10 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 
 {{- /* TLS and URLs of external PostgreSQL and Redis (templates/app/_external.tpl). */ -}}
 {{- $errors = concat $errors (include "agentforge.externalServiceErrors" . | fromJsonArray) -}}
+{{- /* Scheduled database dumps (templates/backup/_backup.tpl). */ -}}
+{{- $errors = concat $errors (include "agentforge.backup.errors" . | fromJsonArray) -}}
+{{- /* The app Secret from an external store (templates/external-secrets/). */ -}}
+{{- $errors = concat $errors (include "agentforge.externalSecrets.errors" . | fromJsonArray) -}}
 {{- /* Alert windows, the PrometheusRule and the Alertmanagers (templates/monitoring/_alerts.tpl). */ -}}
 {{- $errors = concat $errors (include "agentforge.alerts.errors" . | fromJsonArray) -}}
 
@@ -214,6 +224,20 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- if index (index $v $component).service $field -}}
 {{- $errors = append $errors (printf "%s.service.%s is not supported: the %s Service is headless (its name resolves to the one pod), so there is no load balancing to pin" $component $field $component) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* The bundled PostgreSQL's configuration: the settings the chart's pod relies on are its own, and max_connections
+must hold the backend's worst case, every pod's pool full at once (README: Database connections). */ -}}
+{{- if $v.postgresql.enabled -}}
+{{- $config := $v.postgresql.config | default dict -}}
+{{- range $key := list "port" "listen_addresses" "data_directory" "hba_file" "ident_file" "config_file" "unix_socket_directories" -}}
+{{- if hasKey $config $key -}}
+{{- $errors = append $errors (printf "postgresql.config.%s is set by the chart (the Service, probes and volumes depend on it): remove it" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $c := include "agentforge.postgresql.connections" . | fromYaml -}}
+{{- if lt (int $c.maxConnections) (int $c.need) -}}
+{{- $errors = append $errors (printf "postgresql.config.max_connections (%d) cannot hold the backend's worst case, %d connections: %d pods (%s) x (config.dbPoolSize %d + config.dbMaxOverflow %d) + %d for the migration Job (migrations.enabled) + %d for the exporter (postgresql.metrics.enabled) + %d for the backup (backup.enabled) + %d reserved for an administrator (superuser_reserved_connections). Raise postgresql.config.max_connections to at least %d, or lower %s, config.dbPoolSize or config.dbMaxOverflow" (int $c.maxConnections) (int $c.need) (int $c.pods) $c.podsKey (int $c.poolSize) (int $c.maxOverflow) (int $c.migrations) (int $c.exporter) (int $c.backup) (int $c.reserved) (int $c.need) $c.podsKey) -}}
 {{- end -}}
 {{- end -}}
 {{- /* Pod DNS: dnsPolicy None leaves the pod with no resolver but the ones dnsConfig names. */ -}}

@@ -45,13 +45,10 @@ scrape_configs:
       - action: keep
         source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_instance]
         regex: {{ .Release.Name | quote }}
+      # The app's HTTP port, and the data stores' exporters (postgresql.metrics, redis.metrics), by component.
       - action: keep
-        source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
-        regex: "backend|data-collector|postgresql|redis"
-      # The app's HTTP port, and the data stores' exporters (postgresql.metrics, redis.metrics).
-      - action: keep
-        source_labels: [__meta_kubernetes_pod_container_port_name]
-        regex: http|metrics
+        source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_component, __meta_kubernetes_pod_container_port_name]
+        regex: "(backend|data-collector);http|(postgresql|redis);metrics"
       # Pods that have finished or not yet started have nothing to serve.
       - action: drop
         source_labels: [__meta_kubernetes_pod_phase]

@@ -1,0 +1,243 @@
+"""The data stores' exporters (postgresql.metrics, redis.metrics): what the chart renders for them, and, in the
+server tier, the exporters built from their Go modules run with the rendered container's environment against the
+real Debian PostgreSQL and Redis, serving the series the dashboard and the alerts read.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+import servers
+from chart import container, env_of, pod_spec, render_chart
+from netpol import AddressPool, Cluster, Pod, pod_of
+from servers import EXPORTER_SERIES, free_port, local_url, rendered_servers, start_postgres, start_redis, wait_until
+
+PORTS = {"postgresql": 9187, "redis": 9121}
+ON = {"postgresql": {"metrics": {"enabled": True}}, "redis": {"metrics": {"enabled": True}}}
+COMPONENTS = ("postgresql", "redis")
+
+
+def exporter(objects, component: str) -> dict:
+    return container(objects.get("StatefulSet", f"agentforge-{component}"), "metrics")
+
+
+@pytest.fixture(scope="module")
+def on():
+    return render_chart(ON)
+
+
+class TestRender:
+    def test_off_by_default(self, default_render):
+        for component in COMPONENTS:
+            spec = pod_spec(default_render.get("StatefulSet", f"agentforge-{component}"))
+            assert [c["name"] for c in spec["containers"]] == [component]
+            ports = default_render.get("Service", f"agentforge-{component}")["spec"]["ports"]
+            assert [p["name"] for p in ports] == [component]
+
+    @pytest.mark.parametrize("component", COMPONENTS)
+    def test_sidecar_serves_port_metrics(self, on, component):
+        c = exporter(on, component)
+        assert c["ports"] == [{"name": "metrics", "containerPort": PORTS[component], "protocol": "TCP"}]
+        assert c["args"] == [f"--web.listen-address=:{PORTS[component]}"]
+        assert "command" not in c, "the image's entrypoint runs the exporter"
+        assert c["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        service = on.get("Service", f"agentforge-{component}")["spec"]
+        assert {"name": "metrics", "port": PORTS[component], "targetPort": "metrics", "protocol": "TCP"} in \
+            service["ports"]
+
+    @pytest.mark.parametrize("component,secret_keys", [
+        ("postgresql", {"DATA_SOURCE_USER": "POSTGRES_USER", "DATA_SOURCE_PASS": "POSTGRES_PASSWORD"}),
+        ("redis", {"REDIS_PASSWORD": "REDIS_PASSWORD"}),
+    ])
+    def test_credentials_from_the_secret_never_argv(self, on, component, secret_keys):
+        env = env_of(exporter(on, component))
+        for name, key in secret_keys.items():
+            assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "agentforge-secrets", "key": key}
+        assert not [a for a in exporter(on, component)["args"] if "pass" in a.lower() or "@" in a]
+
+    def test_connects_over_the_pods_loopback(self, on):
+        assert env_of(exporter(on, "postgresql"))["DATA_SOURCE_URI"]["value"] == \
+            "127.0.0.1:5432/agentforge?sslmode=disable"
+        assert env_of(exporter(on, "redis"))["REDIS_ADDR"]["value"] == "redis://127.0.0.1:6379"
+
+    @pytest.mark.parametrize("component", COMPONENTS)
+    def test_pod_security_and_resources(self, on, component):
+        c = exporter(on, component)
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert c["resources"]["limits"] == {"cpu": "200m", "memory": "64Mi"}
+
+    def test_image_and_its_pull_secret(self):
+        objects = render_chart({"postgresql": {"metrics": {"enabled": True, "image": {
+            "registry": "mirror.example.com", "tag": "v0.17.1-fix", "pullSecrets": ["exporter-pull"]}}}})
+        assert exporter(objects, "postgresql")["image"] == \
+            "mirror.example.com/prometheuscommunity/postgres-exporter:v0.17.1-fix"
+        spec = pod_spec(objects.get("StatefulSet", "agentforge-postgresql"))
+        assert spec["imagePullSecrets"] == [{"name": "exporter-pull"}]
+        assert "imagePullSecrets" not in pod_spec(objects.get("StatefulSet", "agentforge-redis"))
+
+    @pytest.mark.parametrize("kind,key", [("PodMonitor", "podMetricsEndpoints"), ("ServiceMonitor", "endpoints")])
+    def test_monitors_scrape_the_exporters(self, kind, key):
+        monitor = {"podMonitor" if kind == "PodMonitor" else "serviceMonitor": {"enabled": True}}
+        objects = render_chart({**ON, "monitoring": monitor})
+        ports = {m["metadata"]["name"]: [e["port"] for e in m["spec"][key]] for m in objects.of_kind(kind)}
+        assert ports == {"agentforge-backend": ["http"], "agentforge-data-collector": ["http"],
+                         "agentforge-postgresql": ["metrics"], "agentforge-redis": ["metrics"]}
+        only_pg = render_chart({"postgresql": {"metrics": {"enabled": True}}, "monitoring": monitor})
+        assert "agentforge-redis" not in {m["metadata"]["name"] for m in only_pg.of_kind(kind)}
+
+    def test_bundled_prometheus_scrapes_the_exporter_port_only(self, on):
+        from test_prometheus import app_job, prometheus_config, scrape_targets
+        job = app_job(prometheus_config(on))
+        for component in COMPONENTS:
+            targets = scrape_targets(job, on.get("StatefulSet", f"agentforge-{component}"), "agentforge")
+            assert [(t["__address__"], t["job"]) for t in targets] == [(f"10.1.2.3:{PORTS[component]}", component)]
+
+    def test_only_the_scrapers_reach_the_exporters(self, on):
+        """The bundled Prometheus and networkPolicy.metricsFrom reach port `metrics`; the backend, which reaches the
+        servers themselves, does not."""
+        objects = render_chart({**ON, "networkPolicy": {"enabled": True, "metricsFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}})
+        pool = AddressPool()
+        pods = {o["metadata"]["name"].removeprefix("agentforge-"): pod_of(o, pool.next())
+                for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+        cluster = Cluster(objects.of_kind("NetworkPolicy"),
+                          {"monitoring": {"kubernetes.io/metadata.name": "monitoring"}})
+        scraper = Pod("scraper", "monitoring", {"app": "prometheus"}, pool.next())
+        for component in COMPONENTS:
+            allowed = {name for name, pod in [*pods.items(), ("scraper", scraper)]
+                       if name != component and cluster.allowed(pod, pods[component], PORTS[component])}
+            assert allowed == {"prometheus", "scraper"}, component
+
+    def test_alerts_only_for_the_exporters_that_run(self):
+        def alerts(values):
+            rules = render_chart(values).get("ConfigMap", "agentforge-prometheus")["data"]["alerts.yml"]
+            return {m for m in re.findall(r"(pg_up|redis_up|pg_stat_activity_count|redis_connected_clients)\{", rules)}
+
+        assert alerts({}) == set()
+        assert alerts({"postgresql": {"metrics": {"enabled": True}}}) == {"pg_up", "pg_stat_activity_count"}
+        assert alerts(ON) == {"pg_up", "pg_stat_activity_count", "redis_up", "redis_connected_clients"}
+        assert alerts({**ON, "monitoring": {"alerts": {"dataStoreDown": {"enabled": False}}}}) == \
+            {"pg_stat_activity_count", "redis_connected_clients"}
+
+
+# -- the real exporters against the real servers ------------------------------------------------------------------
+
+def resolve_env(c: dict, secret: dict[str, str], **override: str) -> dict[str, str]:
+    """The rendered container's environment, secretKeyRefs read from the rendered Secret, then `override`."""
+    env = {}
+    for e in c["env"]:
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        env[e["name"]] = secret[ref["key"]] if ref else e["value"]
+    return env | override
+
+
+def series(port: int) -> dict[str, float]:
+    """{series line without its value: value} of an exporter's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def by_name(samples: dict[str, float], name: str) -> list[float]:
+    return [v for k, v in samples.items() if re.fullmatch(rf"{name}(\{{.*\}})?", k)]
+
+
+def metric_names(samples: dict[str, float]) -> set[str]:
+    return {re.sub(r"\{.*", "", k) for k in samples}
+
+
+def run_exporter(component: str, env: dict[str, str], tmp_path):
+    """The exporter binary built from its Go module (scripts/images/build.sh binary), run with the given environment
+    and listening on a free port of 127.0.0.1 (the rendered `--web.listen-address` port is the pod's); returns
+    (process, port). The caller stops it."""
+    binary = servers.exporter_binary(f"{component.replace('postgresql', 'postgres')}-exporter")
+    port = free_port()
+    log = tmp_path / f"{component}-exporter.log"
+    proc = subprocess.Popen([str(binary), f"--web.listen-address=127.0.0.1:{port}"], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def answers() -> bool:
+        try:
+            return bool(series(port))
+        except OSError:
+            return False
+
+    wait_until(answers, f"{component} exporter", log)
+    return proc, port
+
+
+@pytest.mark.servers
+class TestAgainstRealServers:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def rendered(cls):
+        objects = render_chart({**ON, "postgresql": {**ON["postgresql"], "config": {"max_connections": 87}}})
+        return objects, rendered_servers(objects)
+
+    def test_postgres_exporter(self, rendered, tmp_path):
+        """postgres_exporter with the rendered environment, against the server run with the chart's configuration
+        file: it logs in with the Secret's credentials and reads postgresql.config's max_connections."""
+        objects, rendered = rendered
+        secret = rendered["secret"]
+        c = exporter(objects, "postgresql")
+        database = env_of(c)["DATA_SOURCE_URI"]["value"].split("/")[1].split("?")[0]
+        server = start_postgres(servers.binaries(), secret["POSTGRES_USER"], secret["POSTGRES_PASSWORD"], database,
+                                config=rendered["postgresql_conf"])
+        proc = None
+        try:
+            uri = env_of(c)["DATA_SOURCE_URI"]["value"].replace(":5432/", f":{server.port}/")
+            proc, port = run_exporter("postgresql", resolve_env(c, secret, DATA_SOURCE_URI=uri), tmp_path)
+            samples = series(port)
+            print(f"\npostgres_exporter: {len(samples)} series of {len(metric_names(samples))} metrics")
+            assert by_name(samples, "pg_up") == [1.0]
+            for name in EXPORTER_SERIES["postgresql"]:
+                assert by_name(samples, name), name
+            assert by_name(samples, "pg_settings_max_connections") == [87.0]
+            assert sum(by_name(samples, "pg_stat_activity_count")) >= 1
+        finally:
+            if proc:
+                servers.stop(proc)
+            server.stop()
+
+    def test_redis_exporter(self, rendered, tmp_path):
+        """redis_exporter with the rendered environment, against the bundled Redis started by its rendered script;
+        with a wrong password it still serves, and reports Redis down."""
+        objects, rendered = rendered
+        server = start_redis(servers.binaries(), rendered)
+        c = exporter(objects, "redis")
+        env = resolve_env(c, rendered["secret"], REDIS_ADDR=local_url(env_of(c)["REDIS_ADDR"]["value"], server.port))
+        proc = None
+        try:
+            proc, port = run_exporter("redis", env, tmp_path)
+            samples = series(port)
+            print(f"\nredis_exporter: {len(samples)} series of {len(metric_names(samples))} metrics")
+            assert by_name(samples, "redis_up") == [1.0]
+            for name in EXPORTER_SERIES["redis"]:
+                assert by_name(samples, name), name
+            # redis.maxmemory (256mb), from the rendered redis.conf, is what Redis reports.
+            assert by_name(samples, "redis_memory_max_bytes") == [256 * 1024 * 1024]
+            servers.stop(proc)
+            proc, port = run_exporter("redis", env | {"REDIS_PASSWORD": "wrong"}, tmp_path)
+            assert by_name(series(port), "redis_up") == [0.0]
+        finally:
+            if proc:
+                servers.stop(proc)
+            server.stop()
+
+
+def test_exporter_series_are_what_the_alerts_read():
+    """Every series the alerts read for the data stores is one the server tier checks on the real exporters."""
+    rules = render_chart(ON).get("ConfigMap", "agentforge-prometheus")["data"]["alerts.yml"]
+    group = rules[rules.index("agentforge.datastores"):]
+    read = set(re.findall(r"\b((?:pg|redis)_[a-z_]+)\{", group))
+    assert read and read <= EXPORTER_SERIES["postgresql"] | EXPORTER_SERIES["redis"]
