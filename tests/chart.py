@@ -49,7 +49,8 @@ MAX_KUBE = "1.37.0"
 KUBE_VERSIONS = [f"1.{minor}.0" for minor in range(int(MIN_KUBE.split(".")[1]), 38)]
 
 # Kinds defined by CRDs: kubernetes-validate has no schema for them; their own tests validate them.
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "HTTPRoute", "TraefikService", "Certificate"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "HTTPRoute", "TraefikService", "Certificate",
+             "ExternalSecret"}
 
 
 class RenderError(RuntimeError):

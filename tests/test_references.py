@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chart import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, pod_spec, render_chart
+from chart import CHART, SCENARIOS, Manifests, component_name, deep_merge, load_yaml, pod_spec, render_chart
 
 VALUES = load_yaml((CHART / "values.yaml").read_text())
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
@@ -25,6 +25,20 @@ EXTENSIBLE = ("backend", "frontend", "dataCollector", "postgresql", "redis", "pr
 # The keys a Secret named by secrets.existingSecret holds: every key the chart would generate (values.yaml).
 EXISTING_APP_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD", "DATABASE_URL",
                             "REDIS_URL"}
+# The app Secret from an external store (externalSecrets.enabled, tests/test_external_secrets.py), in each topology
+# of the servers: `data` maps the keys the chart requires there, and nothing else.
+EXTERNAL_SERVERS = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.net"},
+                    "redis": {"enabled": False}, "externalRedis": {"host": "cache.example.net"}}
+EXTERNAL_SECRETS_TOPOLOGIES = {
+    "bundled-servers": ({}, EXISTING_APP_SECRET_KEYS | {"REDIS_PASSWORD"}),
+    "external-servers": (EXTERNAL_SERVERS, EXISTING_APP_SECRET_KEYS - {"POSTGRES_PASSWORD"}),
+}
+
+
+def external_secrets_values(topology: str) -> dict:
+    base, keys = EXTERNAL_SECRETS_TOPOLOGIES[topology]
+    data = [{"secretKey": key, "remoteRef": {"key": "agentforge", "property": key}} for key in sorted(keys)]
+    return base | {"externalSecrets": {"enabled": True, "secretStoreRef": {"name": "vault"}, "data": data}}
 
 
 @dataclass
@@ -72,6 +86,13 @@ def declared_outside(values: dict) -> dict[tuple[str, str], Outside]:
         declared[("Secret", v["secrets"]["existingSecret"])] = Outside(
             keys=EXISTING_APP_SECRET_KEYS | (redis_password if v["redis"]["enabled"] else set()),
             optional=set() if v["redis"]["enabled"] else redis_password)
+    external_secrets = v.get("externalSecrets", {})
+    if external_secrets.get("enabled"):
+        # The Secret the External Secrets Operator writes: the keys `data` maps (any with `dataFrom`, whose fields
+        # only the operator sees); an external Redis' REDIS_PASSWORD may be absent, as with secrets.existingSecret.
+        declared[("Secret", component_name("external-secrets"))] = Outside(
+            keys={item["secretKey"] for item in external_secrets["data"]}, any_key=bool(external_secrets["dataFrom"]),
+            optional=set() if v["redis"]["enabled"] else {"REDIS_PASSWORD"})
     if v["secrets"]["llmApiKeysSecret"]:
         declared[("Secret", v["secrets"]["llmApiKeysSecret"])] = Outside(any_key=True)
     admin = v["grafana"]["admin"]
@@ -200,6 +221,17 @@ def test_every_declared_outside_object_is_used(scenario):
         assert repr(name) in named, f"{scenario}: {kind} {name!r} is declared by the values but no pod reads it"
 
 
+@pytest.mark.parametrize("topology", EXTERNAL_SECRETS_TOPOLOGIES)
+def test_every_reference_resolves_with_the_secret_from_an_external_store(topology):
+    """The pods read only keys the ExternalSecret maps (or, for an external Redis' password, read it as optional), and
+    they do read its Secret."""
+    values = external_secrets_values(topology)
+    objects = render_chart(values)
+    refs = References(objects, declared_outside(values)).check()
+    assert refs.broken == [], f"{topology}: broken references:\n" + "\n".join(refs.broken)
+    assert repr(component_name("external-secrets")) in str([o for o in objects if o["kind"] in WORKLOAD_KINDS])
+
+
 class TestTheWalkCatches:
     """The checker itself: each kind of broken reference in a render is reported, naming workload, container and
     reference (the templates are right, so the render is damaged here)."""
@@ -241,6 +273,15 @@ class TestTheWalkCatches:
         (broken,) = self.broken(objects)
         assert broken.startswith(f"Deployment/agentforge-frontend container 'frontend' volumeMount "
                                  f"{mount['mountPath']}: no volume {mount['name']!r}")
+
+    def test_key_the_external_secret_does_not_map(self):
+        values = external_secrets_values("bundled-servers")
+        objects = render_chart(values)
+        es = objects.of_kind("ExternalSecret")[0]["spec"]
+        values["externalSecrets"]["data"] = [d for d in es["data"] if d["secretKey"] != "ENCRYPTION_KEY"]
+        (broken,) = self.broken(objects, values)
+        assert broken.startswith("Deployment/agentforge-backend container 'backend' env ENCRYPTION_KEY: Secret "
+                                 "'agentforge-external-secrets' key 'ENCRYPTION_KEY'")
 
     def test_required_ref_to_a_key_the_existing_secret_may_lack(self):
         values = {"grafana": {"admin": {"existingSecret": "grafana-admin"}}}

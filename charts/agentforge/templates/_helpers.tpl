@@ -256,9 +256,10 @@ resources:
   value: "1"
 {{- end -}}
 
-{{/* Secret that holds the application's secret settings. */}}
+{{/* Secret that holds the application's secret settings: the generated one, secrets.existingSecret, or the
+ExternalSecret's (agentforge.providedAppSecret, templates/external-secrets/). */}}
 {{- define "agentforge.secretName" -}}
-{{- default (include "agentforge.componentName" (list . "secrets")) .Values.secrets.existingSecret -}}
+{{- default (include "agentforge.componentName" (list . "secrets")) (include "agentforge.providedAppSecret" .) -}}
 {{- end -}}
 
 {{/* ConfigMap that holds the application's non-secret settings. */}}
@@ -446,7 +447,7 @@ annotations:
 
 {{/* checksum/config and checksum/secret annotations, so pods roll when their settings change. */}}
 {{- define "agentforge.configChecksums" -}}
-{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" (include "agentforge.secretChecksum" (list . .Values.secrets.existingSecret "/app/secret.yaml")) | toYaml -}}
+{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" (include "agentforge.secretChecksum" (list . (include "agentforge.providedAppSecret" .) "/app/secret.yaml")) | toYaml -}}
 {{- end -}}
 
 {{/*

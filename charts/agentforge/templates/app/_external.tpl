@@ -216,6 +216,8 @@ for agentforge.validateValues.
 {{- $dbUrlFrom = printf "Secret %q (key %q, externalDatabase.existingSecretUrlKey)" $db.existingSecret $db.existingSecretUrlKey -}}
 {{- else if $v.secrets.existingSecret -}}
 {{- $dbUrlFrom = printf "Secret %q (secrets.existingSecret)" $v.secrets.existingSecret -}}
+{{- else if $v.externalSecrets.enabled -}}
+{{- $dbUrlFrom = printf "Secret %q (externalSecrets.enabled, from your store)" (include "agentforge.secretName" $) -}}
 {{- end -}}
 {{- if and (not $v.postgresql.enabled) $db.sslMode $dbUrlFrom -}}
 {{- $errors = append $errors (printf "externalDatabase.sslMode (%q) is set while DATABASE_URL comes from %s: it would be ignored. Write ?ssl=%s into that URL (asyncpg's parameter) and leave externalDatabase.sslMode empty" $db.sslMode $dbUrlFrom $db.sslMode) -}}
@@ -225,6 +227,8 @@ for agentforge.validateValues.
 {{- $redisUrlFrom = printf "Secret %q (key %q, externalRedis.existingSecretUrlKey)" $redis.existingSecret $redis.existingSecretUrlKey -}}
 {{- else if $v.secrets.existingSecret -}}
 {{- $redisUrlFrom = printf "Secret %q (secrets.existingSecret)" $v.secrets.existingSecret -}}
+{{- else if $v.externalSecrets.enabled -}}
+{{- $redisUrlFrom = printf "Secret %q (externalSecrets.enabled, from your store)" (include "agentforge.secretName" $) -}}
 {{- end -}}
 {{- if and (not $v.redis.enabled) $redis.username $redisUrlFrom -}}
 {{- $errors = append $errors (printf "externalRedis.username (%q) is set while REDIS_URL comes from %s: it would be ignored. Write the user into that URL (rediss://USER:PASSWORD@host:port/db) and leave externalRedis.username empty" $redis.username $redisUrlFrom) -}}
