@@ -177,6 +177,65 @@ class TestTls:
         assert objects.get("Ingress", FRONTEND)["spec"]["tls"] == tls
 
 
+    def test_each_host_its_own_certificate(self):
+        hosts = ["agentforge.example.com", "chat.example.org"]
+        tls = [{"hosts": ["agentforge.example.com"], "secretName": "com-cert"},
+               {"hosts": ["chat.example.org"], "secretName": "org-cert"}]
+        objects = render_chart({"ingress": {**ON, "hosts": hosts, "tls": tls}})
+        for ingress in objects.of_kind("Ingress"):
+            assert ingress["spec"]["tls"] == tls
+
+    def test_a_host_the_ingresses_do_not_serve_is_refused(self):
+        error = render_error({"ingress": {**ON, "tls": [{"hosts": ["agentforge.example.com"], "secretName": "a"},
+                                                         {"hosts": ["typo.example.com"], "secretName": "b"}]}})
+        assert 'ingress.tls[1].hosts names "typo.example.com", which is not in ingress.hosts (agentforge.example.com)' \
+            in error
+
+    def test_an_entry_without_its_secret_is_refused(self):
+        error = render_error({"ingress": {**ON, "tls": [{"hosts": ["agentforge.example.com"]}]}})
+        assert "ingress.tls[0].secretName is required" in error
+
+
+class TestPaths:
+    MAINTENANCE = {"path": "/status", "pathType": "Exact",
+                   "backend": {"service": {"name": "status-page", "port": {"number": 80}}}}
+    LEGACY = {"path": "/legacy", "pathType": "Prefix", "position": "after",
+              "backend": {"service": {"name": "legacy", "port": {"name": "http"}}}}
+
+    def test_path_type_of_the_charts_paths(self, nginx_render):
+        objects = render_chart({"ingress": {**ON, "pathType": "ImplementationSpecific"}})
+        for ingress in objects.of_kind("Ingress"):
+            types = {p["pathType"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+            assert types == {"ImplementationSpecific"}, ingress["metadata"]["name"]
+        for ingress in nginx_render.of_kind("Ingress"):
+            assert {p["pathType"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]} == {"Prefix"}
+
+    def test_exact_refused(self):
+        assert "at '/ingress/pathType'" in render_error({"ingress": {**ON, "pathType": "Exact"}})
+
+    def test_extra_paths_before_or_after_on_the_frontends_ingress_of_every_host(self):
+        hosts = ["a.example.com", "b.example.com"]
+        objects = render_chart({"ingress": {**ON, "hosts": hosts, "extraPaths": [self.LEGACY, self.MAINTENANCE]}})
+        frontend = objects.get("Ingress", FRONTEND)["spec"]["rules"]
+        assert [r["host"] for r in frontend] == hosts
+        for rule in frontend:
+            paths = rule["http"]["paths"]
+            assert [p["path"] for p in paths] == ["/status", "/", "/legacy"]
+            assert paths[0] == self.MAINTENANCE
+            assert paths[2] == {k: v for k, v in self.LEGACY.items() if k != "position"}
+        for rule in objects.get("Ingress", BACKEND)["spec"]["rules"]:
+            assert [p["path"] for p in rule["http"]["paths"]] == ["/api"]
+
+    @pytest.mark.parametrize("path,key", [
+        ({"path": "status", "pathType": "Prefix", "backend": {"service": {"name": "s"}}}, "/ingress/extraPaths/0/path"),
+        ({"path": "/s", "pathType": "Prefix", "backend": {}}, "/ingress/extraPaths/0/backend"),
+        ({"path": "/s", "pathType": "Prefix", "backend": {"service": {"name": "s"}}, "position": "middle"},
+         "/ingress/extraPaths/0/position"),
+    ])
+    def test_bad_extra_path_refused_naming_the_key(self, path, key):
+        assert f"at '{key}'" in render_error({"ingress": {**ON, "extraPaths": [path]}})
+
+
 class TestValidation:
     @pytest.mark.parametrize("values,key", [
         ({"hosts": []}, "hosts"),
