@@ -6,7 +6,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chart import container, env_of, env_sources, pod_spec, render_chart, volumes_by_mount
+from chart import (
+    RenderError,
+    container,
+    deep_merge,
+    env_of,
+    env_sources,
+    pod_spec,
+    render_chart,
+    render_error,
+    volumes_by_mount,
+)
 
 PG = "agentforge-postgresql"
 SELECTOR = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": "agentforge",
@@ -143,3 +153,97 @@ class TestSecurity:
         spec = pod_spec(statefulset(default_render))
         assert spec["automountServiceAccountToken"] is False
         assert spec["enableServiceLinks"] is False
+
+
+class TestServerConfig:
+    """postgresql.config: a configuration file of the chart's that includes initdb's, and the connection budget the
+    chart checks against its max_connections (the server tier, tests/test_real_servers.py, runs the file)."""
+
+    def test_the_server_runs_the_charts_configuration_file(self, default_render):
+        c = container(statefulset(default_render), "postgresql")
+        assert c["args"] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
+        volume = volumes_by_mount(statefulset(default_render), "postgresql")["/etc/postgresql"]
+        assert volume == {"name": "config", "configMap": {"name": PG}}
+        text = default_render.get("ConfigMap", PG)["data"]["postgresql.conf"]
+        lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+        # initdb's file first, from the container's PGDATA: a setting after it wins.
+        assert lines == [f"include_if_exists = '{env_of(c)['PGDATA']['value']}/postgresql.conf'",
+                         "max_connections = '100'"]
+
+    def test_every_value_single_quoted_with_quotes_doubled(self):
+        objects = render_chart({"postgresql": {"config": {
+            "work_mem": "8MB", "jit": False, "random_page_cost": 1.1, "search_path": "\"$user\", public",
+            "cluster_name": "it's"}}})
+        lines = objects.get("ConfigMap", PG)["data"]["postgresql.conf"].splitlines()[2:]
+        assert lines == ["cluster_name = 'it''s'", "jit = 'false'", "max_connections = '100'",
+                         "random_page_cost = '1.1'", "search_path = '\"$user\", public'", "work_mem = '8MB'"]
+
+    @pytest.mark.parametrize("key", ["port", "listen_addresses", "data_directory", "hba_file", "ident_file",
+                                     "config_file", "unix_socket_directories"])
+    def test_the_charts_own_settings_refused(self, key):
+        assert f"postgresql.config.{key} is set by the chart" in render_error({"postgresql": {"config": {key: "x"}}})
+
+    @pytest.mark.parametrize("values,key", [
+        ({"config": {"max_connections": 0}}, "/postgresql/config/max_connections"),
+        ({"config": {"max_connections": "many"}}, "/postgresql/config/max_connections"),
+        ({"config": {"work_mem": ["8MB"]}}, "/postgresql/config/work_mem"),
+    ])
+    def test_bad_values_refused_naming_the_key(self, values, key):
+        assert f"at '{key}'" in render_error({"postgresql": values})
+
+    def test_not_a_parameter_name_refused_naming_it(self):
+        error = render_error({"postgresql": {"config": {"Bad-Name": "1"}}})
+        assert "postgresql.config.Bad-Name is not a PostgreSQL parameter name" in error
+
+
+def budget_error(values: dict) -> str | None:
+    try:
+        render_chart(values)
+    except RenderError as err:
+        return err.stderr
+    return None
+
+
+class TestConnectionBudget:
+    """The backend's worst case (README: Database connections) against max_connections, read from the error the
+    chart gives; each term moves the limit by what it adds."""
+
+    # The smallest max_connections accepted, by bisection over what the chart refuses.
+    @staticmethod
+    def least_accepted(values: dict) -> int:
+        low, high = 1, 2000
+        while low < high:
+            middle = (low + high) // 2
+            if budget_error(deep_merge(values, {"postgresql": {"config": {"max_connections": middle}}})):
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def test_defaults(self):
+        """5 pods (the HPA's maximum) x (5 + 10) + 1 (migrations) + 3 (superuser_reserved_connections) = 79."""
+        assert self.least_accepted({}) == 79
+        assert budget_error({}) is None  # max_connections 100 holds it
+
+    @pytest.mark.parametrize("change,delta", [
+        ({"backend": {"autoscaling": {"maxReplicas": 6}}}, 15),
+        ({"backend": {"autoscaling": {"enabled": False}, "replicaCount": 2, "pdb": {"minAvailable": 1}}}, -45),
+        ({"config": {"dbPoolSize": 2, "dbMaxOverflow": 0}}, -65),
+        ({"migrations": {"enabled": False}}, -1),
+        ({"postgresql": {"metrics": {"enabled": True}}}, 1),
+        ({"postgresql": {"config": {"superuser_reserved_connections": 5}}}, 2),
+    ], ids=lambda v: json.dumps(v) if isinstance(v, dict) else str(v))
+    def test_each_term(self, change, delta):
+        assert self.least_accepted(change) == 79 + delta
+
+    def test_the_message_names_every_key_and_the_least_value(self):
+        error = budget_error({"backend": {"autoscaling": {"maxReplicas": 7}}})
+        assert ("postgresql.config.max_connections (100) cannot hold the backend's worst case, 109 connections: 7 pods "
+                "(backend.autoscaling.maxReplicas) x (config.dbPoolSize 5 + config.dbMaxOverflow 10) + 1 for the "
+                "migration Job (migrations.enabled) + 0 for the exporter (postgresql.metrics.enabled)") in error
+        assert "Raise postgresql.config.max_connections to at least 109" in error
+
+    def test_not_checked_for_an_external_database(self):
+        assert budget_error({"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.com",
+                                                                                  "password": "pw"},
+                             "backend": {"autoscaling": {"maxReplicas": 20}}}) is None

@@ -230,6 +230,11 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 must hold the backend's worst case, every pod's pool full at once (README: Database connections). */ -}}
 {{- if $v.postgresql.enabled -}}
 {{- $config := $v.postgresql.config | default dict -}}
+{{- range $key, $_ := $config -}}
+{{- if not (regexMatch "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)?$" $key) -}}
+{{- $errors = append $errors (printf "postgresql.config.%s is not a PostgreSQL parameter name (lower-case letters, digits and _, with one . for an extension's parameter)" $key) -}}
+{{- end -}}
+{{- end -}}
 {{- range $key := list "port" "listen_addresses" "data_directory" "hba_file" "ident_file" "config_file" "unix_socket_directories" -}}
 {{- if hasKey $config $key -}}
 {{- $errors = append $errors (printf "postgresql.config.%s is set by the chart (the Service, probes and volumes depend on it): remove it" $key) -}}
