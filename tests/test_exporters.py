@@ -44,7 +44,9 @@ class TestRender:
         assert c["ports"] == [{"name": "metrics", "containerPort": PORTS[component], "protocol": "TCP"}]
         assert c["args"] == [f"--web.listen-address=:{PORTS[component]}"]
         assert "command" not in c, "the image's entrypoint runs the exporter"
-        assert c["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        # Probes that query nothing: a server that is down shows in the exporter's series, not as a restart.
+        assert c["readinessProbe"]["httpGet"] == {"path": "/", "port": "metrics"}
+        assert c["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
         service = on.get("Service", f"agentforge-{component}")["spec"]
         assert {"name": "metrics", "port": PORTS[component], "targetPort": "metrics", "protocol": "TCP"} in \
             service["ports"]
@@ -148,6 +150,12 @@ def series(port: int) -> dict[str, float]:
     return out
 
 
+def landing_page_status(port: int) -> int:
+    """What the rendered readiness probe (GET / on port `metrics`) gets."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+        return response.status
+
+
 def by_name(samples: dict[str, float], name: str) -> list[float]:
     return [v for k, v in samples.items() if re.fullmatch(rf"{name}(\{{.*\}})?", k)]
 
@@ -200,6 +208,7 @@ class TestAgainstRealServers:
             samples = series(port)
             print(f"\npostgres_exporter: {len(samples)} series of {len(metric_names(samples))} metrics")
             assert by_name(samples, "pg_up") == [1.0]
+            assert landing_page_status(port) == 200
             for name in EXPORTER_SERIES["postgresql"]:
                 assert by_name(samples, name), name
             assert by_name(samples, "pg_settings_max_connections") == [87.0]
@@ -229,6 +238,7 @@ class TestAgainstRealServers:
             servers.stop(proc)
             proc, port = run_exporter("redis", env | {"REDIS_PASSWORD": "wrong"}, tmp_path)
             assert by_name(series(port), "redis_up") == [0.0]
+            assert landing_page_status(port) == 200, "a Redis it cannot reach leaves the exporter ready"
         finally:
             if proc:
                 servers.stop(proc)

@@ -536,7 +536,8 @@ def test_all_options_turns_every_new_key_on():
     assert v["extraObjects"] and objects.find("PriorityClass", "agentforge-serving")
     assert pod_spec(workload(objects, "backend"))["priorityClassName"] == "agentforge-serving"
     assert "otel-agent" in [c["name"] for c in pod_spec(workload(objects, "backend"))["containers"]]
-    assert "exporter" in [c["name"] for c in pod_spec(workload(objects, "postgresql"))["containers"]]
+    assert [c["name"] for c in pod_spec(workload(objects, "postgresql"))["containers"]] == [
+        "postgresql", "metrics", "wal-agent"]
     assert migration_pod(objects)["initContainers"][0]["restartPolicy"] == "Always"
     assert main_container(objects, "backend")["envFrom"][-1] == {
         "configMapRef": {"name": "agentforge-extra-settings"}}

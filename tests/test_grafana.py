@@ -58,7 +58,7 @@ def metric_names(expr: str) -> set[str]:
         name = match.group()
         if text[match.end():].lstrip().startswith("(") or name.lower() in PROMQL_WORDS:
             continue
-        names.add(re.sub(r"_(bucket|sum|count)$", "", name))
+        names.add(name if name in DATA_STORE_METRICS else re.sub(r"_(bucket|sum|count)$", "", name))
     return names
 
 

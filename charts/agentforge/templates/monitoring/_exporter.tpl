@@ -18,9 +18,16 @@ The metrics exporter sidecar of a bundled data store: (dict "root" $ "component"
     - name: metrics
       containerPort: {{ $port }}
       protocol: TCP
+  # The landing page, which queries nothing: a server that is down shows in the exporter's own series (pg_up,
+  # redis_up), not as a restarted or unready exporter.
   readinessProbe:
     httpGet:
-      path: /metrics
+      path: /
+      port: metrics
+    periodSeconds: 30
+    timeoutSeconds: 5
+  livenessProbe:
+    tcpSocket:
       port: metrics
     periodSeconds: 30
     timeoutSeconds: 5
