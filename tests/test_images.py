@@ -19,13 +19,17 @@ from pathlib import Path
 import pytest
 
 import appsrc
-from chart import ROOT, load_yaml, render_chart
+from chart import ROOT, container, deep_merge, load_yaml, render_chart
 
 pytestmark = pytest.mark.real
 
 BUILD_SH = ROOT / "scripts" / "images" / "build.sh"
 OUT = ROOT / ".tools" / "images" / "out"
-IMAGES = ["pause", "coredns", "postgres", "redis", "prometheus", "backend", "data-collector", "frontend"]
+IMAGES = ["pause", "coredns", "postgres", "redis", "postgres-exporter", "redis-exporter", "prometheus", "backend",
+          "data-collector", "frontend"]
+# The data stores' exporters: image, the values key their reference lands at, the binary and port.
+EXPORTERS = {"postgres-exporter": ("postgresql", "/bin/postgres_exporter", 9187),
+             "redis-exporter": ("redis", "/redis_exporter", 9121)}
 APP_DOCKERFILES = {"backend": "docker/Dockerfile.backend", "data-collector": "docker/Dockerfile.collector",
                    "frontend": "docker/Dockerfile.frontend.prod"}
 COMPONENTS = {"backend": "backend", "data-collector": "dataCollector", "frontend": "frontend",
@@ -204,6 +208,23 @@ def test_values_point_every_component_at_its_built_image():
     backend_users = images[ref("backend")]
     assert any(u.startswith("Job/") for u in backend_users), backend_users
     assert any(u.startswith("Pod/") for u in backend_users), backend_users
+    # The exporters' references land under <component>.metrics.image: with the exporters on, their sidecars run them.
+    metrics_on = {key: {"metrics": {"enabled": True}} for key, _, _ in EXPORTERS.values()}
+    rendered = render_chart(deep_merge(values, metrics_on))
+    for name, (key, _, _) in EXPORTERS.items():
+        sidecar = container(rendered.get("StatefulSet", f"agentforge-{key}"), "metrics")
+        assert (sidecar["image"], sidecar["imagePullPolicy"]) == (ref(name), "IfNotPresent")
+
+
+@pytest.mark.parametrize("name", EXPORTERS)
+def test_exporter_image_runs_its_static_binary_as_non_root(name):
+    _, binary, port = EXPORTERS[name]
+    config = archive(name).config
+    assert config["Entrypoint"] == [binary] and not config.get("Cmd")
+    assert config["User"] == "65532:65532"
+    assert set(config["ExposedPorts"]) == {f"{port}/tcp"}
+    files = {path for path, member in archive(name).files().items() if not member.isdir()}
+    assert files == {binary.lstrip("/"), "etc/passwd", "etc/group"}
 
 
 # -- the app images: the upstream Dockerfiles' contract ---------------------------------------------------------

@@ -58,7 +58,7 @@ def test_containers_run_on_containerd_from_the_built_images(real_cli, real_relea
     runtime = real_cli.get("", "nodes")["items"][0]["status"]["nodeInfo"]["containerRuntimeVersion"]
     assert runtime.startswith("containerd://2."), runtime
     built = {realnode.image_ref(name) for name in ("backend", "frontend", "data-collector", "postgres", "redis",
-                                                   "prometheus")}
+                                                   "postgres-exporter", "redis-exporter", "prometheus")}
     for pod in real_cli.pods(namespace):
         for status in pod["status"].get("containerStatuses", []) + pod["status"].get("initContainerStatuses", []):
             assert status["containerID"].startswith("containerd://"), status
