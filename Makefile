@@ -14,7 +14,7 @@ help: ## List the targets
 tools: ## Install the pinned toolchain (scripts/install-tools.sh): helm v4 and v3, promtool, registry, checkov, Python deps, render servers, test servers, the local control plane, the app's virtualenvs and frontend build; logs in .tools/logs/
 	bash scripts/install-tools.sh all
 
-images: ## Build every image the chart runs into .tools/images/out/ (OCI archives, refs, values.yaml): pause, CoreDNS, PostgreSQL, Redis, Prometheus, backend, data-collector, frontend (NAMES="a b" for some; NEXT_PUBLIC_API_URL/NEXT_PUBLIC_WS_URL for the frontend)
+images: ## Build every image the chart runs into .tools/images/out/ (OCI archives, refs, values.yaml): pause, CoreDNS, PostgreSQL, Redis, their exporters, Prometheus, backend, data-collector, frontend (NAMES="a b" for some; NEXT_PUBLIC_API_URL/NEXT_PUBLIC_WS_URL for the frontend)
 	NEXT_PUBLIC_API_URL="$(NEXT_PUBLIC_API_URL)" NEXT_PUBLIC_WS_URL="$(NEXT_PUBLIC_WS_URL)" bash scripts/images/build.sh $(NAMES)
 
 demo: ## The real app on a single-node Kubernetes started here: tools, images, node, helm install, helm test, how to open it (AGENTFORGE_DEMO_CLUSTER=kwok: the simulated cluster; =current: your kubectl context)
