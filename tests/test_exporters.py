@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import servers
-from chart import container, env_of, pod_spec, render_chart
+from chart import container, env_of, pod_spec, render_chart, render_error
 from netpol import AddressPool, Cluster, Pod, pod_of
 from servers import EXPORTER_SERIES, free_port, local_url, rendered_servers, start_postgres, start_redis, wait_until
 
@@ -125,6 +125,19 @@ class TestRender:
         assert alerts(ON) == {"pg_up", "pg_stat_activity_count", "redis_up", "redis_connected_clients"}
         assert alerts({**ON, "monitoring": {"alerts": {"dataStoreDown": {"enabled": False}}}}) == \
             {"pg_stat_activity_count", "redis_connected_clients"}
+
+
+@pytest.mark.parametrize("values,key", [
+    ({"postgresql": {"metrics": {"enabled": "yes"}}}, "/postgresql/metrics/enabled"),
+    ({"redis": {"metrics": {"image": {"tag": "v1.74.0 latest"}}}}, "/redis/metrics/image/tag"),
+    ({"redis": {"metrics": {"resources": {"limits": {"memory": "64 MB"}}}}}, "/redis/metrics/resources/limits/memory"),
+    ({"postgresql": {"metrics": {"extra": True}}}, "/postgresql/metrics"),
+    ({"monitoring": {"alerts": {"dataStoreConnections": {"ratio": 1.5}}}},
+     "/monitoring/alerts/dataStoreConnections/ratio"),
+    ({"monitoring": {"alerts": {"dataStoreDown": {"for": "2 minutes"}}}}, "/monitoring/alerts/dataStoreDown/for"),
+], ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_bad_value_refused_naming_the_key(values, key):
+    assert f"at '{key}'" in render_error(values)
 
 
 # -- the real exporters against the real servers ------------------------------------------------------------------
