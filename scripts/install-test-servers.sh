@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests use: the real PostgreSQL and Redis servers that
 # tests/test_real_servers.py and the app tier start on 127.0.0.1, bubblewrap, in which the app tier runs the
 # rendered containers, gnupg for chart signing and curl for the release script (tests/test_distribution.py), openssl for the
-# test CAs of the TLS servers (tests/test_external_services.py), Chromium and a font for the real-pod tier's browser
+# test CAs of the TLS servers (tests/test_external_services.py), busybox, whose shell and tools stand for the alpine
+# PostgreSQL image's in the backup tests (tests/test_backup.py), Chromium and a font for the real-pod tier's browser
 # journey (tests/test_real_journey.py). Idempotent: does nothing when all are already there. The tests start their own
 # servers on free ports in temp dirs; the packages' own services are not needed and are not started.
 set -euo pipefail
@@ -19,10 +20,11 @@ command -v gpg >/dev/null || packages+=(gnupg)
 command -v curl >/dev/null || packages+=(curl)
 command -v bwrap >/dev/null || packages+=(bubblewrap)
 command -v openssl >/dev/null || packages+=(openssl)
+command -v busybox >/dev/null || packages+=(busybox)
 [[ -x /usr/bin/chromium ]] || packages+=(chromium)
 [[ -d /usr/share/fonts/truetype/dejavu ]] || packages+=(fonts-dejavu-core)
 if ((${#packages[@]} == 0)); then
-  log "PostgreSQL, Redis, bubblewrap, gnupg, curl, openssl and Chromium already installed"
+  log "PostgreSQL, Redis, bubblewrap, gnupg, curl, openssl, busybox and Chromium already installed"
   exit 0
 fi
 

@@ -15,7 +15,7 @@ from chart import HELM, KUBE_SCHEMAS, RENDERER, render_chart
 REAL_ORDER = ("test_real_node.py", "test_images.py", "test_real_install.py", "test_real_journey.py",
               "test_real_networkpolicy.py", "test_real_limits.py", "test_real_monitoring.py", "test_real_runtime.py",
               "test_real_gitops.py",
-              "test_real_data.py", "test_real_edge.py")
+              "test_real_backup.py", "test_real_data.py", "test_real_edge.py")
 TIER_FILES = {"app": ("test_app_*.py",), "e2e": ("test_e2e_*.py",), "real": REAL_ORDER}
 
 

@@ -63,7 +63,8 @@ def main_container(objects, component: str, release: str = "agentforge") -> dict
 
 
 def migration_pod(objects) -> dict:
-    (job,) = objects.of_kind("Job")
+    (job,) = [j for j in objects.of_kind("Job")
+              if j["metadata"]["labels"]["app.kubernetes.io/component"] == "migrations"]
     return pod_spec(job)
 
 

@@ -19,8 +19,9 @@ LABEL = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # The tightest rule of each kind. Services: a DNS label (RFC 1035). StatefulSets: their pods carry the label
-# controller-revision-hash=<name>-<10 characters>, at most 63. Jobs: their pods carry job-name=<name>.
-MAX_LENGTH = {"Service": 63, "StatefulSet": 52, "Job": 63, "Pod": 63}
+# controller-revision-hash=<name>-<10 characters>, at most 63. Jobs: their pods carry job-name=<name>. CronJobs: the
+# API refuses a name beyond 52 (each Job is named <name>-<8 digits>).
+MAX_LENGTH = {"Service": 63, "StatefulSet": 52, "Job": 63, "Pod": 63, "CronJob": 52}
 COMPONENT = "app.kubernetes.io/component"
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 

@@ -20,6 +20,7 @@ EXTERNAL_REDIS = {"redis": {"enabled": False}, "externalRedis": {"host": "redis.
 GATEWAY = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"},
                           "sessionPersistence": {"providedByGateway": True}}}
 MONITORING_OFF = {"monitoring": {"enabled": False}}
+BACKUP = {"backup": {"enabled": True}}
 
 
 def outsiders(pool: AddressPool) -> list:
@@ -154,6 +155,10 @@ SCENARIOS = {
             "ingressPodSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}}),
         DEFAULT - {("ingress-neighbour", "frontend", 3000), ("ingress-neighbour", "backend", 8000)}
         | {("ingress-controller", "grafana", 3000)}),
+    # Backups on: the backup Job's pods reach the bundled database, and nothing reaches them; with an external
+    # database they reach nothing in the release (TestEgress: its address).
+    "backup": (merged(NGINX_EDGE, BACKUP), DEFAULT | {("backup", "postgresql", 5432)}),
+    "backup-external-database": (merged(NGINX_EDGE, EXTERNAL_DB, BACKUP), EXTERNAL_DATABASE),
 }
 
 
@@ -193,6 +198,12 @@ class TestReachabilityMatrix:
         scene = scenes("default")
         for pod in scene.pods:
             assert scene.cluster.isolated(pod, "Ingress"), pod.name
+
+    def test_backup_pods_come_from_the_cronjob_and_are_isolated_both_ways(self, scenes):
+        scene = scenes("backup")
+        assert {p.name for p in scene.pods} == {p.name for p in scenes("default").pods} | {"backup"}
+        assert scene.cluster.isolated(scene.pod("backup"), "Ingress")
+        assert scene.cluster.isolated(scene.pod("backup"), "Egress")
 
 
 class TestOtherReleaseInTheNamespace:
@@ -317,7 +328,7 @@ class TestEgress:
     @pytest.fixture(scope="class")
     @classmethod
     def scene(cls):
-        return Scene(merged(NGINX_EDGE, EXTERNAL_DB, EXTERNAL_REDIS, {"networkPolicy": {"egress": {
+        return Scene(merged(NGINX_EDGE, EXTERNAL_DB, EXTERNAL_REDIS, BACKUP, {"networkPolicy": {"egress": {
             "enabled": True, "allowedCIDRs": ["198.51.100.0/24"], "externalDatabaseCIDR": "192.0.2.10/32",
             "apiServerCIDRs": ["10.0.0.1/32"],
             "extraTo": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 25, "protocol": "TCP"}]}],
@@ -341,7 +352,8 @@ class TestEgress:
             assert not scene.cluster.allowed(pod, self.KUBE_DNS, 80), pod.name
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("frontend", False), ("migrations", False), ("prometheus", False), ("grafana", False)])
+        ("backend", True), ("frontend", False), ("migrations", False), ("prometheus", False), ("grafana", False),
+        ("backup", False)])
     def test_https_to_allowed_cidrs_for_the_backend_only(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.LLM_API, 443) is allowed
@@ -349,14 +361,14 @@ class TestEgress:
         assert not scene.cluster.allowed(pod, self.ELSEWHERE, 443)
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("migrations", True), ("frontend", False), ("grafana", False)])
+        ("backend", True), ("migrations", True), ("backup", True), ("frontend", False), ("grafana", False)])
     def test_external_database_cidr(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.DATABASE, 5432) is allowed
         assert not scene.cluster.allowed(pod, self.ELSEWHERE, 5432)
 
     @pytest.mark.parametrize("component,allowed", [
-        ("backend", True), ("migrations", False), ("frontend", False)])
+        ("backend", True), ("migrations", False), ("backup", False), ("frontend", False)])
     def test_external_redis_without_cidr_opens_its_port_only(self, scene, component, allowed):
         pod = scene.pod(component)
         assert scene.cluster.allowed(pod, self.ELSEWHERE, 6379) is allowed
