@@ -204,9 +204,11 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def pod_spec(obj: dict) -> dict:
-    """The pod spec of a workload (Deployment, StatefulSet, Job) or Pod."""
+    """The pod spec of a workload (Deployment, StatefulSet, Job, CronJob) or Pod."""
     if obj["kind"] == "Pod":
         return obj["spec"]
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return obj["spec"]["template"]["spec"]
 
 

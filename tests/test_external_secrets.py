@@ -17,11 +17,11 @@ from chart import (
     render_chart,
     render_error,
 )
+from netpol import WORKLOAD_KINDS
 
 TARGET = "agentforge-external-secrets"
 GENERATED = "agentforge-secrets"  # the app Secret the chart generates otherwise
 GRAFANA = "agentforge-grafana"    # Grafana's admin Secret, not the app's
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
 STORE = {"name": "vault", "kind": "ClusterSecretStore"}
 EXTERNAL_DB = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.net"}}
 EXTERNAL_REDIS = {"redis": {"enabled": False}, "externalRedis": {"host": "cache.example.net"}}
@@ -35,6 +35,10 @@ TOPOLOGIES = {
                                         "DATABASE_URL", "REDIS_URL"}),
     "external-both": (EXTERNAL_DB | EXTERNAL_REDIS, {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_USER", "DATABASE_URL",
                                                      "REDIS_URL"}),
+    # The backup's pg_dump reads the external database's password from the Secret too.
+    "external-database-with-backup": (EXTERNAL_DB | {"backup": {"enabled": True}},
+                                      {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD",
+                                       "DATABASE_URL", "REDIS_PASSWORD", "REDIS_URL"}),
 }
 
 

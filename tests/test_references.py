@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from chart import CHART, SCENARIOS, Manifests, component_name, deep_merge, load_yaml, pod_spec, render_chart
+from netpol import WORKLOAD_KINDS
 
 VALUES = load_yaml((CHART / "values.yaml").read_text())
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
 # Components whose pods take extraEnv/extraVolumes from values (the migration Job takes the backend's).
 EXTENSIBLE = ("backend", "frontend", "dataCollector", "postgresql", "redis", "prometheus", "grafana")
 # The keys a Secret named by secrets.existingSecret holds: every key the chart would generate (values.yaml).

@@ -23,11 +23,12 @@ empty when the chart generates it (templates/app/secret.yaml). */}}
 {{- end -}}
 
 {{/* The keys of the app Secret some pod reads in this topology without `optional`, as a JSON list. The bundled
-servers read their passwords; an external Redis may have none (wait-for-redis reads REDIS_PASSWORD as optional). With
+servers read their passwords (and the backup the database's); an external Redis may have none (wait-for-redis reads REDIS_PASSWORD as optional). With
 the Secret from the store, the URLs always come from it: externalDatabase/externalRedis.existingSecret are refused. */}}
 {{- define "agentforge.externalSecrets.requiredKeys" -}}
 {{- $keys := list "SECRET_KEY" "ENCRYPTION_KEY" "POSTGRES_USER" -}}
-{{- if .Values.postgresql.enabled -}}
+{{- /* The bundled server reads its password, and so does the backup's pg_dump (PGPASSWORD), whatever the database. */ -}}
+{{- if or .Values.postgresql.enabled (dig "enabled" false (.Values.backup | default dict)) -}}
 {{- $keys = append $keys "POSTGRES_PASSWORD" -}}
 {{- end -}}
 {{- $keys = append $keys "DATABASE_URL" -}}
