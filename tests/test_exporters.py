@@ -205,7 +205,7 @@ class TestAgainstRealServers:
         objects = render_chart({**ON, "postgresql": {**ON["postgresql"], "config": {"max_connections": 87}}})
         return objects, rendered_servers(objects)
 
-    def test_postgres_exporter(self, rendered, tmp_path):
+    def test_postgres_exporter(self, rendered, tmp_path, record_property):
         """postgres_exporter with the rendered environment, against the server run with the chart's configuration
         file: it logs in with the Secret's credentials and reads postgresql.config's max_connections."""
         objects, rendered = rendered
@@ -219,7 +219,8 @@ class TestAgainstRealServers:
             uri = env_of(c)["DATA_SOURCE_URI"]["value"].replace(":5432/", f":{server.port}/")
             proc, port = run_exporter("postgresql", resolve_env(c, secret, DATA_SOURCE_URI=uri), tmp_path)
             samples = series(port)
-            print(f"\npostgres_exporter: {len(samples)} series of {len(metric_names(samples))} metrics")
+            record_property("timing: servers: postgres_exporter series (metrics)",
+                            f"{len(samples)} ({len(metric_names(samples))})")
             assert by_name(samples, "pg_up") == [1.0]
             assert landing_page_status(port) == 200
             for name in EXPORTER_SERIES["postgresql"]:
@@ -231,7 +232,7 @@ class TestAgainstRealServers:
                 servers.stop(proc)
             server.stop()
 
-    def test_redis_exporter(self, rendered, tmp_path):
+    def test_redis_exporter(self, rendered, tmp_path, record_property):
         """redis_exporter with the rendered environment, against the bundled Redis started by its rendered script;
         with a wrong password it still serves, and reports Redis down."""
         objects, rendered = rendered
@@ -242,7 +243,8 @@ class TestAgainstRealServers:
         try:
             proc, port = run_exporter("redis", env, tmp_path)
             samples = series(port)
-            print(f"\nredis_exporter: {len(samples)} series of {len(metric_names(samples))} metrics")
+            record_property("timing: servers: redis_exporter series (metrics)",
+                            f"{len(samples)} ({len(metric_names(samples))})")
             assert by_name(samples, "redis_up") == [1.0]
             for name in EXPORTER_SERIES["redis"]:
                 assert by_name(samples, name), name

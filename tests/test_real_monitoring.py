@@ -46,7 +46,7 @@ def test_exporter_scraped_and_reaching_its_server(real_cli, real_release, record
     for name in EXPORTER_SERIES[component]:
         assert query(real_cli, namespace, f'{name}{{job="{component}"}}'), name
     ((_, count),) = query(real_cli, namespace, f'count({{job="{component}"}})')
-    record_property(f"real: {component} exporter series scraped", int(count))
+    record_property(f"timing: real: {component} exporter series scraped by Prometheus", int(count))
 
 
 def test_postgresql_config_reaches_the_running_server(real_cli, real_release):
