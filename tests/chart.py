@@ -48,6 +48,18 @@ MIN_KUBE = re.search(r">=\s*(\d+\.\d+)", CHART_META["kubeVersion"]).group(1) + "
 MAX_KUBE = "1.37.0"
 KUBE_VERSIONS = [f"1.{minor}.0" for minor in range(int(MIN_KUBE.split(".")[1]), 38)]
 
+# Every component with a workload of its own: values key: (workload kind, component: its label, the suffix of its
+# objects' names and its main container's name).
+WORKLOADS = {
+    "backend": ("Deployment", "backend"),
+    "frontend": ("Deployment", "frontend"),
+    "dataCollector": ("Deployment", "data-collector"),
+    "postgresql": ("StatefulSet", "postgresql"),
+    "redis": ("StatefulSet", "redis"),
+    "prometheus": ("Deployment", "prometheus"),
+    "grafana": ("Deployment", "grafana"),
+}
+
 # Kinds defined by CRDs: kubernetes-validate has no schema for them; their own tests validate them.
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "HTTPRoute", "TraefikService", "Certificate",
              "ExternalSecret"}

@@ -17,6 +17,7 @@ from test_security import restricted_violations
 from chart import (
     CHART,
     SCENARIOS,
+    WORKLOADS,
     argv,
     component_name,
     container,
@@ -32,15 +33,8 @@ from chart import (
 VALUES = load_yaml((CHART / "values.yaml").read_text())
 
 # values key: (workload kind, component (object names, main container), the component's port name)
-COMPONENTS = {
-    "backend": ("Deployment", "backend", "http"),
-    "frontend": ("Deployment", "frontend", "http"),
-    "dataCollector": ("Deployment", "data-collector", "http"),
-    "postgresql": ("StatefulSet", "postgresql", "postgresql"),
-    "redis": ("StatefulSet", "redis", "redis"),
-    "prometheus": ("Deployment", "prometheus", "http"),
-    "grafana": ("Deployment", "grafana", "http"),
-}
+COMPONENTS = {key: (kind, component, component if kind == "StatefulSet" else "http")
+              for key, (kind, component) in WORKLOADS.items()}
 # Components with a Service of their own that may leave the cluster (postgresql and redis have headless ones).
 EXPOSABLE = ("backend", "frontend", "dataCollector", "prometheus", "grafana")
 DEPLOYMENTS = EXPOSABLE

@@ -10,17 +10,11 @@ import json
 import pytest
 
 from chart import SCENARIOS, deep_merge, pod_spec, render_chart, render_error
+from chart import WORKLOADS as COMPONENT_WORKLOADS
 
 # values key: (workload kind, object name, component label) of every component's workload.
-WORKLOADS = {
-    "backend": ("Deployment", "agentforge-backend", "backend"),
-    "frontend": ("Deployment", "agentforge-frontend", "frontend"),
-    "dataCollector": ("Deployment", "agentforge-data-collector", "data-collector"),
-    "postgresql": ("StatefulSet", "agentforge-postgresql", "postgresql"),
-    "redis": ("StatefulSet", "agentforge-redis", "redis"),
-    "prometheus": ("Deployment", "agentforge-prometheus", "prometheus"),
-    "grafana": ("Deployment", "agentforge-grafana", "grafana"),
-}
+WORKLOADS = {key: (kind, f"agentforge-{component}", component)
+             for key, (kind, component) in COMPONENT_WORKLOADS.items()}
 # Every optional object on, so that "every object" means every kind the chart renders.
 EVERYTHING = deep_merge(SCENARIOS["all-options"], {
     "postgresql": {"metrics": {"enabled": True}}, "redis": {"metrics": {"enabled": True}},
