@@ -50,6 +50,10 @@ def test_parent_globals_reach_every_pod(parent):
         assert spec["imagePullSecrets"] == [{"name": "corp-pull"}]
         for c in spec["containers"] + spec.get("initContainers", []):
             assert c["image"].startswith(f"{REGISTRY}/"), c["image"]
+    # The parent's global.storageClass is every claim's class (the StatefulSets' templates and the monitoring claims).
+    claims = [t["spec"] for o in objects.of_kind("StatefulSet") for t in o["spec"]["volumeClaimTemplates"]]
+    claims += [o["spec"] for o in objects.of_kind("PersistentVolumeClaim")]
+    assert len(claims) == 4 and {c["storageClassName"] for c in claims} == {"fast"}
     assert objects.get("Deployment", "platform-agentforge-backend")
     assert objects.get("ConfigMap", "platform-settings")
 
@@ -69,7 +73,9 @@ def test_installs_as_a_dependency(cli, parent):
     namespace = "af-e2e-umbrella"
     cli.create_namespace(namespace, RESTRICTED)
     try:
-        cli.helm("install", "platform", str(parent), "--namespace", namespace, "--wait", "--timeout", "5m")
+        # The cluster's default class: the local cluster has no class "fast" (claims of it would never bind).
+        cli.helm("install", "platform", str(parent), "--namespace", namespace, "--wait", "--timeout", "5m",
+                 "--set", "global.storageClass=")
         backend = cli.get(namespace, "deployment", "platform-agentforge-backend")
         assert backend["status"].get("readyReplicas", 0) >= 1
         spec = backend["spec"]["template"]["spec"]
