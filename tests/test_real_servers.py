@@ -11,6 +11,7 @@ is full of URL-special characters. Every server is stopped by a finalizer, and e
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import stat
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 import redis
 
 import servers
-from chart import container, render_chart
+from chart import container, deep_merge, render_chart, render_error
 from servers import (
     IS_ROOT,
     STOP_TIMEOUT,
@@ -123,6 +124,33 @@ class TestPostgres:
 
         with pytest.raises(asyncpg.InvalidPasswordError):
             asyncio.run(attempt())
+
+
+def test_the_least_max_connections_the_chart_accepts_holds_exactly_its_worst_case(request, binaries):
+    """The connection check against the real server: the chart names the least max_connections it accepts (the
+    backend's worst case, README: Database connections); a server run with exactly that, from the rendered file,
+    takes that many connections of the app's user at once and refuses one more."""
+    message = render_error(deep_merge(VALUES, {"postgresql": {"config": {"max_connections": 1}}}))
+    least = int(re.search(r"Raise postgresql.config.max_connections to at least (\d+)", message).group(1))
+    assert least == 79  # 5 pods x (5 + 10) + the migration Job + 3 reserved, at the defaults
+    at_least = {"postgresql": {"config": {"max_connections": least}}}
+    rendered = rendered_servers(render_chart(deep_merge(VALUES, at_least)))
+    server = started_postgres(request, binaries, rendered)
+    dsn = local_url(rendered["secret"]["DATABASE_URL"], server.port, scheme="postgresql").replace("/af_db", "/postgres")
+
+    async def fill() -> tuple[int, type | None]:
+        held = [await asyncpg.connect(dsn, timeout=10) for _ in range(least)]
+        try:
+            await asyncpg.connect(dsn, timeout=10)
+            refused = None
+        except asyncpg.PostgresError as err:
+            refused = type(err)
+        finally:
+            for conn in held:
+                await conn.close()
+        return len(held), refused
+
+    assert asyncio.run(fill()) == (least, asyncpg.TooManyConnectionsError)
 
 
 class TestMigrationWait:
