@@ -235,15 +235,17 @@ reports them with the others).
 {{- toJson $errors -}}
 {{- end -}}
 
-{{/* The data stores whose exporters run: (list $), a YAML list of {component, up, connections, limit}. */}}
+{{/* The data stores whose exporters run (agentforge.monitoring.targets on port `metrics`): (list $), a YAML list of
+{component, up, connections, limit}, the series each alert reads. */}}
 {{- define "agentforge.alerts.dataStores" -}}
-{{- $root := index . 0 -}}
+{{- $series := dict
+  "postgresql" (dict "up" "pg_up" "connections" "pg_stat_activity_count" "limit" "pg_settings_max_connections")
+  "redis" (dict "up" "redis_up" "connections" "redis_connected_clients" "limit" "redis_config_maxclients") -}}
 {{- $stores := list -}}
-{{- if and $root.Values.postgresql.enabled $root.Values.postgresql.metrics.enabled -}}
-{{- $stores = append $stores (dict "component" "postgresql" "name" "PostgreSQL" "up" "pg_up" "connections" "pg_stat_activity_count" "limit" "pg_settings_max_connections") -}}
+{{- range include "agentforge.monitoring.targets" (index . 0) | fromYamlArray -}}
+{{- if eq .port "metrics" -}}
+{{- $stores = append $stores (merge (dict "component" .component) (get $series .component)) -}}
 {{- end -}}
-{{- if and $root.Values.redis.enabled $root.Values.redis.metrics.enabled -}}
-{{- $stores = append $stores (dict "component" "redis" "name" "Redis" "up" "redis_up" "connections" "redis_connected_clients" "limit" "redis_config_maxclients") -}}
 {{- end -}}
 {{- toYaml $stores -}}
 {{- end -}}
