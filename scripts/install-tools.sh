@@ -106,19 +106,22 @@ kube_schemas() {
   echo "$want" >"$out/.stamp"
 }
 
+# The link flags of the helm CLI, and of the render server that stands for it (build_render_servers).
+HELM_LDFLAGS="-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
 build_helm() {
-  go_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+  go_tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm "$HELM_LDFLAGS"
 }
 
 # Without a cluster, Helm 3 assumes Kubernetes 1.20 unless told at build time: 1.30, the chart's oldest.
 K8S_MINOR="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=30 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=30"
+# The link flags of the oldest supported helm, and of the render server that stands for it.
+HELM_OLDEST_LDFLAGS="-X helm.sh/helm/v3/internal/version.version=$HELM_OLDEST_VERSION $K8S_MINOR"
 
 # The newest Helm 3, the oldest Helm the chart supports and the one before it, which the chart refuses.
 build_helm3() {
   go_tool helm3 "$HELM3_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
-  go_tool helm-oldest "$HELM_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_OLDEST_VERSION $K8S_MINOR"
+  go_tool helm-oldest "$HELM_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_OLDEST_LDFLAGS"
   go_tool helm-below-oldest "$HELM_BELOW_OLDEST_VERSION" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_BELOW_OLDEST_VERSION $K8S_MINOR"
 }
@@ -137,9 +140,11 @@ build_registry() {
 # The render servers the tests render through: the pinned helm's template code (and for the newest, kubeconform's
 # validator) in one long-lived process each. Their go.mod files pin helm at HELM_VERSION, HELM_OLDEST_VERSION and
 # kubeconform at KUBECONFORM_VERSION (tests/test_compatibility.py checks them).
+# Each is linked with the flags of the helm CLI it stands for: -X sets a variable of any package in the build,
+# internal ones included, so .Capabilities.HelmVersion (and helm-oldest's Kubernetes default) is the CLI's.
 build_render_servers() {
-  go_local_tool render-server "$ROOT/scripts/render-server"
-  go_local_tool render-server-oldest "$ROOT/scripts/render-server/oldest" "$K8S_MINOR"
+  go_local_tool render-server "$ROOT/scripts/render-server" "$HELM_LDFLAGS"
+  go_local_tool render-server-oldest "$ROOT/scripts/render-server/oldest" "$HELM_OLDEST_LDFLAGS"
 }
 
 # chart-testing (ct), with the yamllint and yamale configurations its release ships (ct lint reads them; the two
