@@ -162,8 +162,8 @@ up() {
     kwokctl --config "$STATE/kwokctl.yaml" create cluster \
       --kubeconfig "$KUBECONFIG_OUT" --wait 120s
   fi
-  # Server-side apply: a few seconds for these ~100 objects where client-side apply takes 10 s of CPU, paid by
-  # every pytest worker that reuses the cluster.
+  # Server-side apply: every pytest worker that reuses the cluster applies these objects again, and client-side
+  # apply would cost each of them far more CPU (docs/benchmarks.md).
   write_objects | kubectl apply --server-side --force-conflicts --field-manager cluster.sh -f - >/dev/null
   recycle_pvs
   kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
