@@ -13,8 +13,9 @@
 # AGENTFORGE_DEMO_CLUSTER=current installs on the cluster of your current KUBECONFIG context instead (kind, or a
 # real cluster): no control plane is built (helm and kubectl only), the script prints what it will create first
 # (the namespace, its Pod Security label, the release), refuses a namespace it did not create, and records what it
-# created in .demo/, so that `make demo-down` removes that and nothing else (not the local cluster either). The images must be pullable there:
-# DEMO_VALUES=<file> adds a values file (e.g. your registry and tags; see the chart README's "Images").
+# created in .demo/, so that `make demo-down` removes that and nothing else (not the local cluster either). The
+# images must be pullable there: DEMO_VALUES=<file> adds a values file (e.g. your registry and tags; see the chart
+# README's "Images").
 #
 # Usage: demo.sh [up|down]
 set -euo pipefail

@@ -6,7 +6,7 @@
 # Environment:
 #   SIGN_KEY         the GPG key to sign with (user id, e-mail or fingerprint); empty: no signature
 #   KEYRING          the secret keyring that holds it (default ${GNUPGHOME:-~/.gnupg}/secring.gpg). helm reads only
-#                    the legacy keyring format, which GnuPG >= 2.1 no longer writes: make one with
+#                    the legacy keyring format, which GnuPG >= 2.1 does not write: make one with
 #                    gpg --export-secret-keys "$SIGN_KEY" > secring.gpg
 #   PASSPHRASE_FILE  file holding the key's passphrase (empty: the key has none)
 #   DESTINATION      output folder (default dist/)
