@@ -156,7 +156,7 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- $errors = append $errors "redis.auth.password is set while redis.enabled is false: it would be ignored. Set externalRedis.password (or externalRedis.existingSecret) for the external Redis" -}}
 {{- end -}}
 
-{{- /* TLS and URLs of external PostgreSQL and Redis (templates/app/_external.tpl). */ -}}
+{{- /* TLS and URLs of external PostgreSQL and Redis (agentforge.externalServiceErrors, below). */ -}}
 {{- $errors = concat $errors (include "agentforge.externalServiceErrors" . | fromJsonArray) -}}
 {{- /* Scheduled database dumps (templates/backup/_backup.tpl). */ -}}
 {{- $errors = concat $errors (include "agentforge.backup.errors" . | fromJsonArray) -}}
@@ -280,20 +280,77 @@ must hold the backend's worst case, every pod's pool full at once (README: Datab
 {{- end -}}
 {{- end -}}
 
-{{/* Milliseconds of a Prometheus duration such as 1m30s. */}}
-{{- define "agentforge.durationMs" -}}
-{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
-{{- $total := 0 -}}
-{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" . -1 -}}
-{{- $unit := regexFind "(ms|s|m|h|d|w|y)$" . -}}
-{{- $total = add $total (mul (trimSuffix $unit . | int64) (get $units $unit)) -}}
+{{/*
+Constraints on externalDatabase and externalRedis that the schema cannot express ($), as a JSON list of messages
+for agentforge.validateValues.
+*/}}
+{{- define "agentforge.externalServiceErrors" -}}
+{{- $v := .Values -}}
+{{- $errors := list -}}
+{{- $db := $v.externalDatabase -}}
+{{- $redis := $v.externalRedis -}}
+{{- range $kind, $ext := dict "externalDatabase" $db "externalRedis" $redis -}}
+{{- if and $ext.existingSecretUrlKey (not $ext.existingSecret) -}}
+{{- $errors = append $errors (printf "%s.existingSecretUrlKey (%q) is set without %s.existingSecret: name the Secret that holds the URL" $kind $ext.existingSecretUrlKey $kind) -}}
 {{- end -}}
-{{- $total -}}
+{{- end -}}
+{{- range $path, $ca := dict "externalDatabase.sslRootCert" $db.sslRootCert "externalRedis.tls.caCert" $redis.tls.caCert -}}
+{{- if and $ca.secret $ca.configMap -}}
+{{- $errors = append $errors (printf "%s.secret (%q) and %s.configMap (%q) are both set: set one of them" $path $ca.secret $path $ca.configMap) -}}
+{{- end -}}
 {{- end -}}
 
-{{/* Bytes of a Kubernetes quantity (10Gi, 500M) or a Prometheus size (8GB: powers of 1024), as a float. */}}
-{{- define "agentforge.bytes" -}}
-{{- $units := dict "" 1 "B" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 "KB" 1024.0 "MB" 1048576.0 "GB" 1073741824.0 "TB" 1099511627776.0 "PB" 1125899906842624.0 "EB" 1152921504606846976.0 -}}
-{{- $unit := regexFind "[A-Za-z]*$" (toString .) -}}
-{{- mulf (trimSuffix $unit (toString .) | float64) (get $units $unit) -}}
+{{- /* Settings of a server the release does not use. */ -}}
+{{- if $v.postgresql.enabled -}}
+{{- range $key, $set := dict "sslMode" $db.sslMode "existingSecretUrlKey" $db.existingSecretUrlKey "sslRootCert" (or $db.sslRootCert.secret $db.sslRootCert.configMap) -}}
+{{- if $set -}}
+{{- $errors = append $errors (printf "externalDatabase.%s is set while postgresql.enabled is true: the bundled PostgreSQL is used and externalDatabase is ignored. Set postgresql.enabled=false to use the external database" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.redis.enabled -}}
+{{- range $key, $set := dict "username" $redis.username "existingSecretUrlKey" $redis.existingSecretUrlKey "tls.enabled" $redis.tls.enabled "tls.caCert" (or $redis.tls.caCert.secret $redis.tls.caCert.configMap) -}}
+{{- if $set -}}
+{{- $errors = append $errors (printf "externalRedis.%s is set while redis.enabled is true: the bundled Redis is used and externalRedis is ignored. Set redis.enabled=false to use the external Redis" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* A setting of the URL the chart composes, while the URL comes whole from a Secret, would be ignored. */ -}}
+{{- $dbUrlFrom := "" -}}
+{{- if $db.existingSecretUrlKey -}}
+{{- $dbUrlFrom = printf "Secret %q (key %q, externalDatabase.existingSecretUrlKey)" $db.existingSecret $db.existingSecretUrlKey -}}
+{{- else if $v.secrets.existingSecret -}}
+{{- $dbUrlFrom = printf "Secret %q (secrets.existingSecret)" $v.secrets.existingSecret -}}
+{{- else if $v.externalSecrets.enabled -}}
+{{- $dbUrlFrom = printf "Secret %q (externalSecrets.enabled, from your store)" (include "agentforge.secretName" $) -}}
+{{- end -}}
+{{- if and (not $v.postgresql.enabled) $db.sslMode $dbUrlFrom -}}
+{{- $errors = append $errors (printf "externalDatabase.sslMode (%q) is set while DATABASE_URL comes from %s: it would be ignored. Write ?ssl=%s into that URL (asyncpg's parameter) and leave externalDatabase.sslMode empty" $db.sslMode $dbUrlFrom $db.sslMode) -}}
+{{- end -}}
+{{- $redisUrlFrom := "" -}}
+{{- if $redis.existingSecretUrlKey -}}
+{{- $redisUrlFrom = printf "Secret %q (key %q, externalRedis.existingSecretUrlKey)" $redis.existingSecret $redis.existingSecretUrlKey -}}
+{{- else if $v.secrets.existingSecret -}}
+{{- $redisUrlFrom = printf "Secret %q (secrets.existingSecret)" $v.secrets.existingSecret -}}
+{{- else if $v.externalSecrets.enabled -}}
+{{- $redisUrlFrom = printf "Secret %q (externalSecrets.enabled, from your store)" (include "agentforge.secretName" $) -}}
+{{- end -}}
+{{- if and (not $v.redis.enabled) $redis.username $redisUrlFrom -}}
+{{- $errors = append $errors (printf "externalRedis.username (%q) is set while REDIS_URL comes from %s: it would be ignored. Write the user into that URL (rediss://USER:PASSWORD@host:port/db) and leave externalRedis.username empty" $redis.username $redisUrlFrom) -}}
+{{- end -}}
+
+{{- /* asyncpg verifies a server against PGSSLROOTCERT (else ~/.postgresql/root.crt), never the system's CAs. */ -}}
+{{- if and (not $v.postgresql.enabled) (has $db.sslMode (list "verify-ca" "verify-full")) (not $dbUrlFrom) (not (or $db.sslRootCert.secret $db.sslRootCert.configMap)) -}}
+{{- if not (include "agentforge.extraEnvSets" (list $v.backend.extraEnv "PGSSLROOTCERT")) -}}
+{{- $errors = append $errors (printf "externalDatabase.sslMode %q verifies the server's certificate against a CA file, and asyncpg reads no system CAs (only PGSSLROOTCERT, else ~/.postgresql/root.crt, which the image lacks): set externalDatabase.sslRootCert.secret or .configMap (the CA certificate), or PGSSLROOTCERT in backend.extraEnv" $db.sslMode) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "agentforge.externalCa" (list . "postgresql")) (include "agentforge.extraEnvSets" (list $v.backend.extraEnv "PGSSLROOTCERT")) -}}
+{{- $errors = append $errors "backend.extraEnv sets PGSSLROOTCERT while externalDatabase.sslRootCert is set, which sets it too: remove one of them" -}}
+{{- end -}}
+{{- if and (not $v.redis.enabled) (or $redis.tls.caCert.secret $redis.tls.caCert.configMap) (not $redis.tls.enabled) (not $redis.existingSecretUrlKey) -}}
+{{- $errors = append $errors "externalRedis.tls.caCert is set while externalRedis.tls.enabled is false: the CA would be unused. Set externalRedis.tls.enabled=true (REDIS_URL becomes rediss://)" -}}
+{{- end -}}
+{{- toJson $errors -}}
 {{- end -}}

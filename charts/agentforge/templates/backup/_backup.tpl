@@ -83,7 +83,7 @@ ls -ln "$dir"
 
 {{/* The dump container's environment ($), as a YAML list. */}}
 {{- define "agentforge.backup.env" -}}
-{{- $db := include "agentforge.database" . | fromYaml -}}
+{{- $db := include "agentforge.databaseEndpoint" . | fromYaml -}}
 {{- $secret := include "agentforge.secretName" . -}}
 {{- $ext := .Values.externalDatabase -}}
 {{- /* A DATABASE_URL kept whole in the user's Secret leaves the chart's Secret without the password: the same Secret

@@ -34,14 +34,6 @@ The metrics exporter sidecar of a bundled data store: (dict "root" $ "component"
   {{- include "agentforge.containerSettings" (dict "containerSecurityContext" $values.containerSecurityContext "resources" $values.metrics.resources) | nindent 2 }}
 {{- end -}}
 
-{{/* The images a data store's pod runs: (.Values.<component>), its own and, with metrics, the exporter's. */}}
-{{- define "agentforge.dataStoreImages" -}}
-{{- $images := list .image -}}
-{{- if .metrics.enabled -}}
-{{- $images = append $images .metrics.image -}}
-{{- end -}}
-{{- toYaml $images -}}
-{{- end -}}
 
 {{/* What a Prometheus scrapes, as a YAML list of {component, port}: the app's HTTP ports, and the exporters that run. */}}
 {{- define "agentforge.monitoring.targets" -}}

@@ -1,4 +1,66 @@
 {{/*
+How the pods reach each other and the data stores: the in-cluster address (host, port) of every component's
+Service, the frontend's public URLs, and how the application reaches PostgreSQL and Redis, bundled or external: the
+endpoints, the URLs the chart composes (DATABASE_URL, REDIS_URL), the TLS settings and CA certificates of external
+servers, and URLs kept whole in a Secret of the user's.
+
+Consumers (read from the application's source): DATABASE_URL by the backend (SQLAlchemy's asyncpg dialect,
+backend/shared/database.py) and by the migration Job (alembic/env.py, the same dialect); REDIS_URL by the backend
+alone (redis.asyncio.Redis.from_url, gateway/rate_limiter.py). The data collector reads neither.
+*/}}
+
+{{/* Container port of each component: a fact of its image. */}}
+{{- define "agentforge.port" -}}
+{{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 "postgresql-metrics" 9187 "redis-metrics" 9121 -}}
+{{- required (printf "no port is known for component %q" .) (get $ports .) -}}
+{{- end -}}
+
+{{/* Fully qualified in-cluster hostname of a component's Service. */}}
+{{- define "agentforge.host" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s.%s.svc.%s" (include "agentforge.componentName" .) (include "agentforge.namespace" $root) $root.Values.global.clusterDomain -}}
+{{- end -}}
+
+{{/* The public origins the frontend image was built with (frontend.publicUrls): the API's defaults to the first CORS
+origin (the edge serves the frontend and the API on one origin), the WebSocket's to the API's with ws(s)://. */}}
+{{- define "agentforge.frontendPublicUrls" -}}
+{{- $api := .Values.frontend.publicUrls.api | default (first .Values.config.corsOrigins) | default "" -}}
+{{- $ws := .Values.frontend.publicUrls.ws | default (regexReplaceAll "^http" $api "ws") -}}
+{{- dict "api" $api "ws" $ws | toYaml -}}
+{{- end -}}
+
+{{/* Percent-encode a URL component (userinfo): urlquery encodes a space as "+", which userinfo reads literally. */}}
+{{- define "agentforge.urlEncode" -}}
+{{- urlquery . | replace "+" "%20" -}}
+{{- end -}}
+
+{{/* Host and port of the database the application uses, bundled or external, as YAML. */}}
+{{- define "agentforge.databaseEndpoint" -}}
+{{- if .Values.postgresql.enabled -}}
+host: {{ include "agentforge.host" (list . "postgresql") }}
+port: {{ include "agentforge.port" "postgresql" }}
+database: {{ .Values.postgresql.auth.database }}
+{{- else -}}
+host: {{ required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host }}
+port: {{ .Values.externalDatabase.port }}
+database: {{ .Values.externalDatabase.database }}
+{{- end -}}
+{{- end -}}
+
+{{/* Host and port of the Redis the application uses, bundled or external, as YAML. */}}
+{{- define "agentforge.redisEndpoint" -}}
+{{- if .Values.redis.enabled -}}
+host: {{ include "agentforge.host" (list . "redis") }}
+port: {{ include "agentforge.port" "redis" }}
+database: 0
+{{- else -}}
+host: {{ required "externalRedis.host is required when redis.enabled is false" .Values.externalRedis.host }}
+port: {{ .Values.externalRedis.port }}
+database: {{ .Values.externalRedis.database }}
+{{- end -}}
+{{- end -}}
+
+{{/*
 How the application reaches PostgreSQL and Redis: the URLs the chart composes (DATABASE_URL, REDIS_URL), the TLS
 settings and CA certificates of external servers, and URLs kept whole in a Secret of the user's.
 
@@ -8,7 +70,7 @@ alone (redis.asyncio.Redis.from_url, gateway/rate_limiter.py). The data collecto
 */}}
 
 {{/*
-DATABASE_URL as the chart composes it: (dict "root" $ "user" USER "password" PASSWORD "db" (agentforge.database)).
+DATABASE_URL as the chart composes it: (dict "root" $ "user" USER "password" PASSWORD "db" (agentforge.databaseEndpoint)).
 An external server's TLS mode is the query parameter `ssl`, which SQLAlchemy hands to asyncpg.connect(ssl=...):
 libpq's `sslmode` would reach asyncpg as an unknown argument and fail every connection.
 */}}
@@ -21,7 +83,7 @@ libpq's `sslmode` would reach asyncpg as an unknown argument and fail every conn
 {{- end -}}
 
 {{/*
-REDIS_URL as the chart composes it: (dict "root" $ "password" PASSWORD "redis" (agentforge.redis)). An external
+REDIS_URL as the chart composes it: (dict "root" $ "password" PASSWORD "redis" (agentforge.redisEndpoint)). An external
 server may take an ACL user (userinfo) and TLS (rediss://, with redis-py's ssl_* query parameters).
 */}}
 {{- define "agentforge.redisUrl" -}}
@@ -172,87 +234,4 @@ while True:
         reason = f"{type(error).__name__}: {error}"
     print(f"waiting for Redis to answer the backend's authenticated PING: {reason}", flush=True)
     time.sleep(2)
-{{- end -}}
-
-{{/*
-Constraints on externalDatabase and externalRedis that the schema cannot express ($), as a JSON list of messages
-for agentforge.validateValues.
-*/}}
-{{- define "agentforge.externalServiceErrors" -}}
-{{- $v := .Values -}}
-{{- $errors := list -}}
-{{- $db := $v.externalDatabase -}}
-{{- $redis := $v.externalRedis -}}
-{{- range $kind, $ext := dict "externalDatabase" $db "externalRedis" $redis -}}
-{{- if and $ext.existingSecretUrlKey (not $ext.existingSecret) -}}
-{{- $errors = append $errors (printf "%s.existingSecretUrlKey (%q) is set without %s.existingSecret: name the Secret that holds the URL" $kind $ext.existingSecretUrlKey $kind) -}}
-{{- end -}}
-{{- end -}}
-{{- range $path, $ca := dict "externalDatabase.sslRootCert" $db.sslRootCert "externalRedis.tls.caCert" $redis.tls.caCert -}}
-{{- if and $ca.secret $ca.configMap -}}
-{{- $errors = append $errors (printf "%s.secret (%q) and %s.configMap (%q) are both set: set one of them" $path $ca.secret $path $ca.configMap) -}}
-{{- end -}}
-{{- end -}}
-
-{{- /* Settings of a server the release does not use. */ -}}
-{{- if $v.postgresql.enabled -}}
-{{- range $key, $set := dict "sslMode" $db.sslMode "existingSecretUrlKey" $db.existingSecretUrlKey "sslRootCert" (or $db.sslRootCert.secret $db.sslRootCert.configMap) -}}
-{{- if $set -}}
-{{- $errors = append $errors (printf "externalDatabase.%s is set while postgresql.enabled is true: the bundled PostgreSQL is used and externalDatabase is ignored. Set postgresql.enabled=false to use the external database" $key) -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-{{- if $v.redis.enabled -}}
-{{- range $key, $set := dict "username" $redis.username "existingSecretUrlKey" $redis.existingSecretUrlKey "tls.enabled" $redis.tls.enabled "tls.caCert" (or $redis.tls.caCert.secret $redis.tls.caCert.configMap) -}}
-{{- if $set -}}
-{{- $errors = append $errors (printf "externalRedis.%s is set while redis.enabled is true: the bundled Redis is used and externalRedis is ignored. Set redis.enabled=false to use the external Redis" $key) -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-
-{{- /* A setting of the URL the chart composes, while the URL comes whole from a Secret, would be ignored. */ -}}
-{{- $dbUrlFrom := "" -}}
-{{- if $db.existingSecretUrlKey -}}
-{{- $dbUrlFrom = printf "Secret %q (key %q, externalDatabase.existingSecretUrlKey)" $db.existingSecret $db.existingSecretUrlKey -}}
-{{- else if $v.secrets.existingSecret -}}
-{{- $dbUrlFrom = printf "Secret %q (secrets.existingSecret)" $v.secrets.existingSecret -}}
-{{- else if $v.externalSecrets.enabled -}}
-{{- $dbUrlFrom = printf "Secret %q (externalSecrets.enabled, from your store)" (include "agentforge.secretName" $) -}}
-{{- end -}}
-{{- if and (not $v.postgresql.enabled) $db.sslMode $dbUrlFrom -}}
-{{- $errors = append $errors (printf "externalDatabase.sslMode (%q) is set while DATABASE_URL comes from %s: it would be ignored. Write ?ssl=%s into that URL (asyncpg's parameter) and leave externalDatabase.sslMode empty" $db.sslMode $dbUrlFrom $db.sslMode) -}}
-{{- end -}}
-{{- $redisUrlFrom := "" -}}
-{{- if $redis.existingSecretUrlKey -}}
-{{- $redisUrlFrom = printf "Secret %q (key %q, externalRedis.existingSecretUrlKey)" $redis.existingSecret $redis.existingSecretUrlKey -}}
-{{- else if $v.secrets.existingSecret -}}
-{{- $redisUrlFrom = printf "Secret %q (secrets.existingSecret)" $v.secrets.existingSecret -}}
-{{- else if $v.externalSecrets.enabled -}}
-{{- $redisUrlFrom = printf "Secret %q (externalSecrets.enabled, from your store)" (include "agentforge.secretName" $) -}}
-{{- end -}}
-{{- if and (not $v.redis.enabled) $redis.username $redisUrlFrom -}}
-{{- $errors = append $errors (printf "externalRedis.username (%q) is set while REDIS_URL comes from %s: it would be ignored. Write the user into that URL (rediss://USER:PASSWORD@host:port/db) and leave externalRedis.username empty" $redis.username $redisUrlFrom) -}}
-{{- end -}}
-
-{{- /* asyncpg verifies a server against PGSSLROOTCERT (else ~/.postgresql/root.crt), never the system's CAs. */ -}}
-{{- if and (not $v.postgresql.enabled) (has $db.sslMode (list "verify-ca" "verify-full")) (not $dbUrlFrom) (not (or $db.sslRootCert.secret $db.sslRootCert.configMap)) -}}
-{{- if not (include "agentforge.extraEnvSets" (list $v.backend.extraEnv "PGSSLROOTCERT")) -}}
-{{- $errors = append $errors (printf "externalDatabase.sslMode %q verifies the server's certificate against a CA file, and asyncpg reads no system CAs (only PGSSLROOTCERT, else ~/.postgresql/root.crt, which the image lacks): set externalDatabase.sslRootCert.secret or .configMap (the CA certificate), or PGSSLROOTCERT in backend.extraEnv" $db.sslMode) -}}
-{{- end -}}
-{{- end -}}
-{{- if and (include "agentforge.externalCa" (list . "postgresql")) (include "agentforge.extraEnvSets" (list $v.backend.extraEnv "PGSSLROOTCERT")) -}}
-{{- $errors = append $errors "backend.extraEnv sets PGSSLROOTCERT while externalDatabase.sslRootCert is set, which sets it too: remove one of them" -}}
-{{- end -}}
-{{- if and (not $v.redis.enabled) (or $redis.tls.caCert.secret $redis.tls.caCert.configMap) (not $redis.tls.enabled) (not $redis.existingSecretUrlKey) -}}
-{{- $errors = append $errors "externalRedis.tls.caCert is set while externalRedis.tls.enabled is false: the CA would be unused. Set externalRedis.tls.enabled=true (REDIS_URL becomes rediss://)" -}}
-{{- end -}}
-{{- toJson $errors -}}
-{{- end -}}
-
-{{/* "true" when an extraEnv list sets a variable: (list EXTRA-ENV NAME). */}}
-{{- define "agentforge.extraEnvSets" -}}
-{{- $name := index . 1 -}}
-{{- range index . 0 -}}
-{{- if eq (toString .name) $name -}}true{{- end -}}
-{{- end -}}
 {{- end -}}

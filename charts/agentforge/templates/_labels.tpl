@@ -1,0 +1,45 @@
+{{/*
+Labels and annotations of the release's objects.
+*/}}
+
+{{/* Labels that select a component's pods. */}}
+{{- define "agentforge.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "agentforge.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Labels of every object of a component. */}}
+{{- define "agentforge.labels" -}}
+{{- $root := index . 0 -}}
+{{ include "agentforge.selectorLabels" . }}
+app.kubernetes.io/part-of: agentforge
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Annotations: (list PRESET USER), the chart's, then the user's set over them key by key (an empty value of the user's
+wins too), as YAML.
+*/}}
+{{- define "agentforge.annotations" -}}
+{{- $out := deepCopy (index . 0 | default dict) -}}
+{{- range $key, $value := index . 1 | default dict -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* The annotations block of an object's metadata: commonAnnotations, then the object's own, which win key by key:
+(list $ DICT). Nothing when both are empty. */}}
+{{- define "agentforge.metadataAnnotations" -}}
+{{- with include "agentforge.annotations" (list (index . 0).Values.commonAnnotations (index . 1)) | fromYaml }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
