@@ -56,8 +56,8 @@ bash scripts/images/build.sh
 bash scripts/images/build.sh traefik frontend-edge
 
 echo "== tests: the real-pod tier (the chart's pods as real containers on the local node)"
-# One process, in the order tests/conftest.py gives: it drives one node and one release. The node is stopped, and
-# the machine restored, when it ends (its first test proves that `node.sh down` restores it).
+# One process, in the order tests/real/conftest.py gives: it drives one node and one release. The node is stopped,
+# and the machine restored, when it ends (its first test proves that `node.sh down` restores it).
 bash scripts/kube/node.sh status 2>/dev/null || stop+=("bash scripts/kube/node.sh down")
 "${pytest[@]}" -m real -p no:xdist || failed=$?
 exit "$failed"
