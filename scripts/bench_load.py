@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import realnode  # noqa: E402
-from apphttp import open_websocket  # noqa: E402
-from cluster import RESTRICTED  # noqa: E402
+from harness import realnode
+from harness.apphttp import open_websocket
+from harness.cluster import RESTRICTED
 
 NAMESPACE = "af-bench"
 RELEASE = "agentforge"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts and stops a local OCI registry (CNCF distribution, built into .tools/ by scripts/install-tools.sh)
-# on 127.0.0.1, to try `make publish` and for tests/test_distribution.py. Plain HTTP (helm needs
+# on 127.0.0.1, to try `make publish` and for tests/servers/test_distribution.py. Plain HTTP (helm needs
 # --plain-http), filesystem storage, no auth unless an htpasswd file is given.
 #
 #   scripts/registry.sh start [DIR] [PORT]  start a registry whose config, storage, log and pid file live in DIR

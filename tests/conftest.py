@@ -1,34 +1,45 @@
+"""Fixtures and hooks every tier shares. Each tier lives in a folder of its own (render/, servers/, app/, e2e/,
+real/) whose conftest applies the tier's marker to the tests it holds; the support modules are the package
+harness/."""
+
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from _pytest.mark.expression import Expression
 
-from chart import HELM, KUBE_SCHEMAS, RENDERER, render_chart
+from harness.render import HELM, KUBE_SCHEMAS, RENDERER, render_chart
 
-# Test files of a tier whose every test carries its marker (a module-wide pytestmark).
-#
-# The real-pod tier (marker `real`) runs in one process, in this order: the node's own teardown check first (it
-# needs the machine without a node), then the tests that read an installed release, then those that upgrade,
-# uninstall and reinstall it.
-REAL_ORDER = ("test_real_node.py", "test_images.py", "test_real_install.py", "test_real_journey.py",
-              "test_real_networkpolicy.py", "test_real_limits.py", "test_real_monitoring.py", "test_real_runtime.py",
-              "test_real_gitops.py",
-              "test_real_backup.py", "test_real_data.py", "test_real_edge.py")
-TIER_FILES = {"app": ("test_app_*.py",), "e2e": ("test_e2e_*.py",), "real": REAL_ORDER}
+# The OCI registry, helm and GnuPG fixtures of the distribution tests (servers and e2e tiers).
+pytest_plugins = ["harness.registry"]
+
+HERE = Path(__file__).parent
+# The tier folders and the marker each one's conftest applies (the render tier has none).
+TIERS = {"render": None, "servers": "servers", "app": "app", "e2e": "e2e", "real": "real"}
+_OPERATORS = {"and", "or", "not", "(", ")"}
+
+
+def selects(markexpr: str, marker: str | None) -> bool:
+    """Whether `-m markexpr` can select a test that carries only `marker` (None: no marker). Marker expressions
+    are identifiers joined by and, or, not and parentheses; anything else (a marker with arguments) answers True,
+    so that nothing is left out that the expression might select."""
+    tokens = re.findall(r"[()]|[^\s()]+", markexpr)
+    if not all(t in _OPERATORS or re.fullmatch(r"[A-Za-z_][\w.-]*", t) for t in tokens):
+        return True
+    text = " ".join(t if t in _OPERATORS else str(t == marker) for t in tokens)
+    try:
+        return bool(eval(text, {"__builtins__": {}}, {}))  # only True, False, and, or, not and parentheses
+    except SyntaxError:
+        return True
 
 
 def pytest_ignore_collect(collection_path, config):
-    """A tier's files are not imported when -m deselects that tier (the render tier, `make mutate`): importing them
-    only to deselect every test cost each process 0.6 s."""
+    """A tier's folder is not even imported when -m deselects that tier (the render tier, `make mutate`): importing
+    it only to deselect every test costs each process time, and an error of its own would count as a failure."""
     markexpr = config.getoption("markexpr")
-    if markexpr:
-        selection = Expression.compile(markexpr)
-        for marker, patterns in TIER_FILES.items():
-            chosen = selection.evaluate(lambda name, m=marker, **_: name == m)
-            if not chosen and any(collection_path.match(p) for p in patterns):
-                return True
+    if markexpr and collection_path.parent == HERE and collection_path.name in TIERS:
+        return not selects(markexpr, TIERS[collection_path.name]) or None
     return None
 
 
@@ -48,7 +59,7 @@ def default_render():
 def kube_config():
     """The local kwok cluster, or KUBECONFIG's when it is the local one or AGENTFORGE_E2E_ANY_CLUSTER=1 allows
     another."""
-    from cluster import NotOurCluster, kubeconfig
+    from harness.cluster import NotOurCluster, kubeconfig
 
     try:
         return kubeconfig()
@@ -58,7 +69,7 @@ def kube_config():
 
 @pytest.fixture(scope="session")
 def cli(kube_config):
-    from cluster import Cli
+    from harness.cluster import Cli
 
     return Cli(kube_config)
 
@@ -85,9 +96,8 @@ def pytest_terminal_summary(terminalreporter):
 def app_ready():
     """The app tier's prerequisites: the AgentForge source, root, and its installed virtualenvs and build."""
     import fcntl
-    import os
 
-    import appsrc
+    from harness import appsrc
 
     try:
         appsrc.source_root()
@@ -104,49 +114,7 @@ def app_ready():
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    """A fake Kubernetes API server (tests/fakeapi.py) whose Secrets a test sets in api.secrets."""
-    import fakeapi
+    """A fake Kubernetes API server (tests/harness/fakeapi.py) whose Secrets a test sets in api.secrets."""
+    from harness import fakeapi
 
     yield from fakeapi.serve(tmp_path_factory.mktemp("fake-api"))
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item):
-        name = item.path.name
-        return REAL_ORDER.index(name) if name in REAL_ORDER else len(REAL_ORDER)
-    items.sort(key=rank)
-
-
-def pytest_runtest_setup(item):
-    if item.get_closest_marker("real") and hasattr(item.config, "workerinput"):  # a pytest-xdist worker
-        pytest.fail("the real-pod tier (marker `real`) drives one node and one release: run it in one process "
-                    "(-p no:xdist), as ci/test.sh and `make test-real` do, and add -m 'not real' to run the other "
-                    "tiers on workers", pytrace=False)
-
-
-REAL_NAMESPACE = "af-real"
-REAL_RELEASE = "agentforge"
-
-
-@pytest.fixture(scope="session")
-def real_cli():
-    """helm and kubectl on the local single-node cluster, started if needed, with the images built and loaded."""
-    import realnode
-
-    if os.geteuid() != 0:
-        pytest.fail("The real-pod tier starts a kubelet, containerd and network rules on this machine: run it as "
-                    "root (CI does), e.g. in a throwaway VM.", pytrace=False)
-    return realnode.RealCli(realnode.node_kubeconfig())
-
-
-@pytest.fixture(scope="session")
-def real_release(real_cli):
-    """The chart installed on the real node with the built images: (namespace, release, seconds helm install
-    --wait took). Uninstalled, with its namespace, claims and kept Secret, at the end of the session."""
-    import realnode
-    from cluster import RESTRICTED
-
-    real_cli.create_namespace(REAL_NAMESPACE, RESTRICTED)
-    seconds = real_cli.install(REAL_RELEASE, REAL_NAMESPACE, *realnode.chart_values(), timeout="10m")
-    yield REAL_NAMESPACE, REAL_RELEASE, seconds
-    real_cli.cleanup(REAL_NAMESPACE, REAL_RELEASE)

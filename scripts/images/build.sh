@@ -38,7 +38,7 @@ mkdir -p "$OUT" "$CACHE" "$LOGS"
 # The images `build.sh` builds with no NAME, in build order; the chart component each one serves (for values.yaml:
 # COMPONENT.image, or for a sidecar's image COMPONENT.KEY.image).
 IMAGES=(pause coredns postgres redis postgres-exporter redis-exporter prometheus backend data-collector frontend)
-# Images built only when named: the edge tests' controller and their frontend (tests/test_real_edge.py).
+# Images built only when named: the edge tests' controller and their frontend (tests/real/test_real_edge.py).
 EDGE_IMAGES=(traefik frontend-edge)
 declare -A COMPONENT=([backend]=backend [frontend]=frontend [data-collector]=dataCollector [postgres]=postgresql
   [redis]=redis [prometheus]=prometheus [postgres-exporter]=postgresql.metrics [redis-exporter]=redis.metrics)
@@ -461,7 +461,7 @@ build_frontend() {
   frontend_image frontend "$1"
 }
 
-# The frontend of the edge tests (tests/test_real_edge.py), built for their one origin: the page, the API and the
+# The frontend of the edge tests (tests/real/test_real_edge.py), built for their one origin: the page, the API and the
 # WebSockets all at https://agentforge.test, through the edge controller.
 EDGE_ORIGIN=agentforge.test
 inputs_frontend-edge() {

@@ -1,6 +1,6 @@
 """The backend, run for real: AgentForge's backend code laid out as docker/Dockerfile.backend lays it out, started
 with the rendered command, environment, uid and mounts, after the migration Job and the wait-for-redis init
-container, against real PostgreSQL and Redis and the real data collector (tests/appstack.py). Every scenario in
+container, against real PostgreSQL and Redis and the real data collector (tests/harness/appstack.py). Every scenario in
 which the backend's containers differ runs."""
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ import asyncpg
 import pytest
 import redis
 
-import appsrc
-import servers
-from apphttp import exposition_types, request, sample_labels, websocket_handshake
-from appstack import Release, Stack, distinct_scenarios, release, scenario_values
-from chart import pod_spec
-from pods import Pod, probe_budget, wait_for_probe
+from harness import appsrc, servers
+from harness.apphttp import exposition_types, request, sample_labels, websocket_handshake
+from harness.appstack import Release, Stack, distinct_scenarios, release, scenario_values
+from harness.objects import pod_spec
+from harness.pods import Pod, probe_budget, wait_for_probe
 
-pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("backend", "wait-for-redis", "backend")
 REDIS_UNAVAILABLE = "Redis unavailable"
 USER = {"email": "conformance@example.com", "password": "Conformance1-password", "display_name": "Conformance"}

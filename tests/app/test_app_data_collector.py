@@ -8,13 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import appsrc
-from apphttp import exposition_types, request
-from appstack import distinct_scenarios, serve_alone
-from chart import pod_spec
-from pods import wait_for_probe
+from harness import appsrc
+from harness.apphttp import exposition_types, request
+from harness.appstack import distinct_scenarios, serve_alone
+from harness.objects import pod_spec
+from harness.pods import wait_for_probe
 
-pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("data-collector", "data-collector")
 
 

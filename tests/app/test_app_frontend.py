@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-import appsrc
-from apphttp import request
-from appstack import distinct_scenarios, serve_alone
-from chart import pod_spec
-from pods import wait_for_probe
+from harness import appsrc
+from harness.apphttp import request
+from harness.appstack import distinct_scenarios, serve_alone
+from harness.objects import pod_spec
+from harness.pods import wait_for_probe
 
-pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("frontend", "frontend")
 
 

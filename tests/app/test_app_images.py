@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-import appsrc
-from appstack import Stack, release
-from chart import CHART, argv, container, env_of, load_yaml, pod_spec
+from harness import appsrc
+from harness.appstack import Stack, release
+from harness.objects import argv, container, env_of, pod_spec
+from harness.render import CHART, load_yaml
 
-pytestmark = pytest.mark.app
 PYTHON_COMPONENTS = ["backend", "data-collector"]
 
 

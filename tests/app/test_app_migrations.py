@@ -1,6 +1,6 @@
 """The migration Job, run for real: its wait-for-database container and `alembic upgrade head`, with the backend
 image's layout (docker/Dockerfile.backend) and AgentForge's own migrations, against a real PostgreSQL configured
-from the render. Every scenario in which the Job's containers differ runs (tests/appstack.py)."""
+from the render. Every scenario in which the Job's containers differ runs (tests/harness/appstack.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import time
 import asyncpg
 import pytest
 
-import appsrc
-from appstack import HOSTILE_PASSWORD, Stack, distinct_scenarios, release
-from servers import free_port
+from harness import appsrc
+from harness.appstack import HOSTILE_PASSWORD, Stack, distinct_scenarios, release
+from harness.servers import free_port
 
-pytestmark = pytest.mark.app
 SCENARIOS = distinct_scenarios("migrations", "wait-for-database", "migrate")
 
 

@@ -18,11 +18,10 @@ import re
 
 import pytest
 
-import appsrc
-from appstack import Stack, distinct_scenarios, release
-from chart import RenderError, argv, render_chart
-
-pytestmark = pytest.mark.app
+from harness import appsrc
+from harness.appstack import Stack, distinct_scenarios, release
+from harness.objects import argv
+from harness.render import RenderError, render_chart
 
 READ_BY_CODE = r"""
 import ast, configparser, importlib, json, os, sys

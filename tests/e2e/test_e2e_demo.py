@@ -7,9 +7,7 @@ import subprocess
 
 import pytest
 
-from chart import ROOT
-
-pytestmark = pytest.mark.e2e
+from harness.render import ROOT
 
 NAMESPACE = "af-e2e-demo"
 BYSTANDER = "af-e2e-demo-bystander"

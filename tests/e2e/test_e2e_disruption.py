@@ -8,9 +8,7 @@ import pytest
 from kubernetes.client import V1DeleteOptions, V1Eviction, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
-from cluster import RESTRICTED, label_nodes, labelled_nodes, nodes_labelled, unlabel_nodes, wait_for
-
-pytestmark = pytest.mark.e2e
+from harness.cluster import RESTRICTED, label_nodes, labelled_nodes, nodes_labelled, unlabel_nodes, wait_for
 
 NAMESPACE = "af-e2e-disruption"
 RELEASE = "agentforge"

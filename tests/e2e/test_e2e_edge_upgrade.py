@@ -7,10 +7,8 @@ import itertools
 
 import pytest
 
-from chart import CHART
-from cluster import RESTRICTED
-
-pytestmark = pytest.mark.e2e
+from harness.cluster import RESTRICTED
+from harness.render import CHART
 
 NAMESPACE = "af-e2e-edge"
 OLD_DEFAULTS = ("--set", "ingress.enabled=true", "--set", "ingress.controller=ingress-nginx")
@@ -27,7 +25,7 @@ def namespace(cli):
 @pytest.fixture
 def release(cli, namespace):
     """A release with the Ingresses the old defaults rendered (class nginx, the nginx.ingress.kubernetes.io/*
-    affinity): the ingress-nginx preset renders exactly those (tests/test_ingress.py)."""
+    affinity): the ingress-nginx preset renders exactly those (tests/render/test_ingress.py)."""
     name = f"agentforge-edge{next(NUMBERS)}"
     cli.install(name, namespace, *OLD_DEFAULTS)
     yield name

@@ -17,8 +17,7 @@ import sys
 import pytest
 import yaml
 
-from chart import CHART, ROOT, load_yaml
-from cluster import (
+from harness.cluster import (
     ANY_CLUSTER,
     RESTRICTED,
     NotOurCluster,
@@ -29,8 +28,7 @@ from cluster import (
     template_hashes,
     wait_for,
 )
-
-pytestmark = pytest.mark.e2e
+from harness.render import CHART, ROOT, load_yaml
 
 RELEASE = "agentforge"
 SECRET = "agentforge-secrets"

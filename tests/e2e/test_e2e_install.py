@@ -9,10 +9,8 @@ import base64
 
 import pytest
 
-from chart import CHART
-from cluster import RESTRICTED
-
-pytestmark = pytest.mark.e2e
+from harness.cluster import RESTRICTED
+from harness.render import CHART
 
 NAMESPACE = "af-e2e-install"
 RELEASE = "agentforge"

@@ -9,9 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from cluster import RESTRICTED
-
-pytestmark = pytest.mark.e2e
+from harness.cluster import RESTRICTED
 
 
 @pytest.fixture(scope="module")

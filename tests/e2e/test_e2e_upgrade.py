@@ -8,10 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from chart import CHART
-from cluster import RESTRICTED, component_objects
-
-pytestmark = pytest.mark.e2e
+from harness.cluster import RESTRICTED, component_objects
+from harness.render import CHART
 
 NAMESPACE = "af-e2e-upgrade"
 RELEASE = "agentforge"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from chart import CHART, CHART_META, Manifests, helm, pod_spec
-from cluster import RESTRICTED
+from harness.cluster import RESTRICTED
+from harness.objects import pod_spec
+from harness.render import CHART, CHART_META, Manifests, helm
 
 REGISTRY = "registry.corp.example"
 PARENT_VALUES = {

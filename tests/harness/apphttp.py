@@ -11,7 +11,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from pods import Pod
+from harness.pods import Pod
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

@@ -23,8 +23,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chart import CHART, ROOT, load_yaml
-from pods import Image
+from harness.pods import Image
+from harness.render import CHART, ROOT, load_yaml
 
 DEFAULT_SRC = ROOT.parent / "shared" / "agentforge-src"
 APP_TOOLS = ROOT / ".tools" / "app"

@@ -4,7 +4,7 @@ For one values scenario (the default install, or a file of the chart's ci/ folde
 and resolves every reference a pod makes, to rendered objects or to the objects a user of that scenario creates
 beside the release (an existing Secret, an LLM key Secret, a ConfigMap of prompts). `Stack` then starts, on
 127.0.0.1, real PostgreSQL and Redis configured from that render (the bundled servers' rendered settings, or the
-credentials the chart composed for an external one), and runs the rendered containers (tests/pods.py) in the
+credentials the chart composed for an external one), and runs the rendered containers (tests/harness/pods.py) in the
 order the cluster would: the migration Job's wait and migrate containers, the data collector, the backend's
 wait-for-redis init container, the backend.
 
@@ -27,10 +27,10 @@ import re
 from functools import cache
 from urllib.parse import quote, urlsplit
 
-import netpol
-import servers
-from chart import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, pod_spec, render_chart
-from pods import Image, ObjectStore, Pod, Upstream, resolve_env, wait_for_probe
+from harness import policy, servers
+from harness.objects import pod_spec
+from harness.pods import Image, ObjectStore, Pod, Upstream, resolve_env, wait_for_probe
+from harness.render import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, render_chart
 
 # % @ : / #, a space and a non-ASCII letter: what breaks URLs (percent-encoding) and configparser (interpolation).
 HOSTILE_PASSWORD = "p%40 @:/#é%"
@@ -140,7 +140,7 @@ class Release:
 
     def dashboard_queries(self) -> list[str]:
         """Every PromQL expression of the rendered AgentForge dashboard on the app's metrics: the "Data stores" row
-        reads the exporters' series (servers.EXPORTER_SERIES), which tests/test_exporters.py checks against the real
+        reads the exporters' series (servers.EXPORTER_SERIES), which tests/servers/test_exporters.py checks against the real
         exporters."""
         exporters = set().union(*servers.EXPORTER_SERIES.values())
         for cm in self.objects.of_kind("ConfigMap"):
@@ -237,7 +237,7 @@ def distinct_scenarios(component: str, *containers: str) -> list[str]:
 class Stack:
     """Real servers and sandboxed containers for one release; `close` stops everything it started.
 
-    Each pod reaches only the upstreams the rendered NetworkPolicies let it reach (tests/netpol.py's evaluator, with
+    Each pod reaches only the upstreams the rendered NetworkPolicies let it reach (tests/harness/policy.py's evaluator, with
     the pods of the render and the external servers at an address in their configured CIDR): the application's own
     connections prove the policies allow what it needs."""
 
@@ -248,12 +248,12 @@ class Stack:
         self.postgres = None
         self.redis = None
         self.pods: dict[str, Pod] = {}
-        self.upstreams: list[tuple[Upstream, netpol.Endpoint, int]] = []  # (upstream, policy endpoint, its port)
-        self.cluster = netpol.Cluster(rel.objects.of_kind("NetworkPolicy"))
+        self.upstreams: list[tuple[Upstream, policy.Endpoint, int]] = []  # (upstream, policy endpoint, its port)
+        self.cluster = policy.Cluster(rel.objects.of_kind("NetworkPolicy"))
 
     # -- what a pod may reach ------------------------------------------------------------------------------
-    def policy_pod(self, component: str) -> netpol.Pod:
-        return netpol.pod_of(self.rel.workload(component), "10.244.0.1", name=component)
+    def policy_pod(self, component: str) -> policy.Pod:
+        return policy.pod_of(self.rel.workload(component), "10.244.0.1", name=component)
 
     def wire_service(self, component: str, target_port: int) -> None:
         """The component's Service name, on its port, leads to target_port on this machine (its server or pod)."""
@@ -262,7 +262,7 @@ class Stack:
         named = {p.get("name"): p["containerPort"] for c in spec["containers"] for p in c.get("ports", [])}
         container_port = named.get(service["targetPort"], service["targetPort"])
         self.upstreams.append((Upstream(self.rel.service_hosts(component), service["port"], target_port),
-                               netpol.pod_of(self.rel.workload(component), "10.244.0.2", name=component),
+                               policy.pod_of(self.rel.workload(component), "10.244.0.2", name=component),
                                container_port))
 
     def wire_external(self, kind: str, target_port: int) -> None:
@@ -270,7 +270,7 @@ class Stack:
         host, port = self.rel.value(kind, "host"), self.rel.value(kind, "port")
         cidr = self.rel.value("networkPolicy", "egress", f"{kind}CIDR")
         address = str(next(ipaddress.ip_network(cidr).hosts())) if cidr else "192.0.2.10"
-        self.upstreams.append((Upstream((host,), port, target_port), netpol.External(kind, address), port))
+        self.upstreams.append((Upstream((host,), port, target_port), policy.External(kind, address), port))
 
     def reachable(self, component: str) -> list[Upstream]:
         source = self.policy_pod(component)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from chart import CHART, HELM, ROOT, TOOLS_BIN
+from harness.render import CHART, HELM, ROOT, TOOLS_BIN
 
 LOCAL_CLUSTER = ROOT / "scripts" / "kube" / "cluster.sh"
 KUBECTL = str(TOOLS_BIN / "kubectl")

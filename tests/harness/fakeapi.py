@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from chart import CHART, HELM, MAX_KUBE, Manifests, helm, parse
+from harness.render import CHART, HELM, MAX_KUBE, Manifests, helm, parse
 
 
 class FakeApiServer(ThreadingHTTPServer):

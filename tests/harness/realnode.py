@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chart import CHART, ROOT
-from cluster import Cli, wait_for
-from pods import serve
+from harness.cluster import Cli, wait_for
+from harness.pods import serve
+from harness.render import CHART, ROOT
 
 NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
 IMAGES_SH = ROOT / "scripts" / "images" / "build.sh"
@@ -359,3 +359,18 @@ def retag(ref: str, suffix: str) -> str:
     new = f"{ref}-{suffix}"
     node("ctr", "images", "tag", "--force", ref, new)
     return new
+
+
+README = CHART / "README.md"
+
+
+def reader_manifest(placeholders: dict[str, str]) -> str:
+    (manifest,) = re.findall(r"```yaml\n# backup-reader.yaml\n(.*?)```", README.read_text(), re.S)
+    return fill(manifest, placeholders)
+
+
+def fill(text: str, placeholders: dict[str, str]) -> str:
+    for key, value in placeholders.items():
+        text = text.replace(f"<{key}>", value)
+    assert not re.search(r"<[a-z]+>", text), f"a placeholder is left in: {text}"
+    return text

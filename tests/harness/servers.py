@@ -25,11 +25,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from chart import ROOT, Manifests, component_name, container, env_of
+from harness.objects import component_name, container, env_of
+from harness.render import ROOT, Manifests
 
 START_TIMEOUT = 30
 # The series of the data stores' exporters (postgresql.metrics, redis.metrics) that the dashboard's "Data stores" row
-# and the alerts read (tests/test_grafana.py, tests/test_exporters.py): tests/test_exporters.py checks that the real
+# and the alerts read (tests/servers/test_grafana.py, tests/servers/test_exporters.py): tests/servers/test_exporters.py checks that the real
 # exporters serve each.
 EXPORTER_SERIES = {
     "postgresql": {"pg_up", "pg_stat_activity_count", "pg_settings_max_connections"},

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import appsrc
-from chart import ROOT, container, deep_merge, load_yaml, render_chart
-
-pytestmark = pytest.mark.real
+from harness import appsrc
+from harness.objects import container
+from harness.render import ROOT, deep_merge, load_yaml, render_chart
 
 BUILD_SH = ROOT / "scripts" / "images" / "build.sh"
 OUT = ROOT / ".tools" / "images" / "out"

@@ -13,15 +13,9 @@ import shlex
 import subprocess
 import time
 
-import pytest
-
-import realnode
-from chart import CHART
-from cluster import KUBECTL, wait_for
-
-pytestmark = pytest.mark.real
-
-README = CHART / "README.md"
+from harness import realnode
+from harness.cluster import KUBECTL, wait_for
+from harness.realnode import README, fill, reader_manifest
 
 
 def readme_section(heading: str) -> str:
@@ -44,18 +38,6 @@ def console_commands(section: str) -> list[str]:
     blocks = re.findall(r"```console\n(.*?)```", section, re.S)
     return [line.strip() for block in blocks for line in block.splitlines()
             if line.strip() and not line.strip().startswith("#")]
-
-
-def reader_manifest(placeholders: dict[str, str]) -> str:
-    (manifest,) = re.findall(r"```yaml\n# backup-reader.yaml\n(.*?)```", README.read_text(), re.S)
-    return fill(manifest, placeholders)
-
-
-def fill(text: str, placeholders: dict[str, str]) -> str:
-    for key, value in placeholders.items():
-        text = text.replace(f"<{key}>", value)
-    assert not re.search(r"<[a-z]+>", text), f"a placeholder is left in: {text}"
-    return text
 
 
 def run_readme(real_cli, command: str) -> subprocess.CompletedProcess:

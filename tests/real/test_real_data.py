@@ -10,9 +10,7 @@ from datetime import datetime
 
 import pytest
 
-import realnode
-
-pytestmark = pytest.mark.real
+from harness import realnode
 
 
 def _time(stamp: str) -> datetime:

@@ -26,16 +26,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from crdschema import module_dir
-from test_real_journey import browser_page, open_chat
 
-import realnode
-from apphttp import handshake
-from chart import pinned
-from cluster import wait_for
-from servers import ThrowawayCa
-
-pytestmark = pytest.mark.real
+from harness import realnode
+from harness.apphttp import handshake
+from harness.browser import browser_page, open_chat
+from harness.cluster import wait_for
+from harness.crdschema import module_dir
+from harness.render import pinned
+from harness.servers import ThrowawayCa
 
 HOST = "agentforge.test"
 ORIGIN = f"https://{HOST}"

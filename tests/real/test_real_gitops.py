@@ -11,14 +11,11 @@ import json
 import os
 import time
 
-import pytest
 import yaml
 
-import realnode
-from chart import CHART
-from cluster import RESTRICTED
-
-pytestmark = pytest.mark.real
+from harness import realnode
+from harness.cluster import RESTRICTED
+from harness.render import CHART
 
 NAMESPACE = "af-real-gitops"
 RELEASE = "agentforge"

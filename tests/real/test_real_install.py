@@ -6,12 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
-import appsrc
-import realnode
-
-pytestmark = pytest.mark.real
+from harness import appsrc, realnode
 
 
 def _time(stamp: str) -> datetime:

@@ -7,20 +7,11 @@ and DNS the chart creates (kube-proxy picks the pod)."""
 from __future__ import annotations
 
 import json
-import secrets
-from contextlib import contextmanager
 
 import pytest
 
-import appsrc
-import realnode
-
-pytestmark = pytest.mark.real
-
-CHROMIUM = "/usr/bin/chromium"
-# Chromium as root, headless, with none of its own background connections (this machine's network is closed).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from harness import appsrc, realnode
+from harness.browser import browser_page, open_chat
 
 
 @pytest.fixture(scope="module")
@@ -34,39 +25,6 @@ def edge(real_cli, real_release):
         targets[port] = (realnode.resolve(real_cli, name), port)
     with realnode.relays(targets):
         yield
-
-
-def open_chat(page, origin: str = "http://localhost:3000") -> None:
-    """Register a new user on the frontend at `origin`, log in, create a conversation and wait for its chat's
-    WebSocket to connect."""
-    email = f"journey-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(12) + "Aa1"  # the backend wants a digit and a capital
-    page.goto(f"{origin}/register", wait_until="networkidle")
-    page.fill("#username", "Journey")
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/login", timeout=30_000)
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/conversations", timeout=30_000)
-    page.get_by_role("button", name="New Conversation").first.click()
-    page.wait_for_url("**/chat/*", timeout=30_000)
-    page.get_by_text("Connected to AgentForge").wait_for(timeout=30_000)
-
-
-@contextmanager
-def browser_page(args: tuple[str, ...] | list[str] = ()):
-    """A page of headless Chromium, with more command-line arguments if given."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *args])
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 800})
-        finally:
-            browser.close()
 
 
 def test_register_login_and_chat_websocket_in_a_browser(edge, record_property):

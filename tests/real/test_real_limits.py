@@ -10,9 +10,7 @@ import signal
 
 import pytest
 
-import realnode
-
-pytestmark = pytest.mark.real
+from harness import realnode
 
 COMPONENTS = ["backend", "frontend", "data-collector", "postgresql", "redis", "prometheus"]
 

@@ -9,11 +9,9 @@ import re
 
 import pytest
 
-import realnode
-from cluster import wait_for
-from servers import EXPORTER_SERIES
-
-pytestmark = pytest.mark.real
+from harness import realnode
+from harness.cluster import wait_for
+from harness.servers import EXPORTER_SERIES
 
 
 def query(real_cli, namespace: str, promql: str) -> list[tuple[dict[str, str], float]]:

@@ -10,11 +10,9 @@ import json
 
 import pytest
 
-import netpol
-import realnode
-from cluster import RESTRICTED
-
-pytestmark = pytest.mark.real
+from harness import policy as netpol
+from harness import realnode
+from harness.cluster import RESTRICTED
 
 OUTSIDER_NAMESPACE = "af-real-outsider"
 @pytest.fixture(scope="module")

@@ -18,10 +18,8 @@ import time
 
 import pytest
 
-import realnode
-from cluster import Cli, wait_for
-
-pytestmark = pytest.mark.real
+from harness import realnode
+from harness.cluster import Cli, wait_for
 
 NODE_SH = realnode.NODE_SH
 NAMESPACE = "af-real-node"

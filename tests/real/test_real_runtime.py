@@ -31,11 +31,9 @@ from datetime import datetime
 
 import pytest
 
-import realnode
-from apphttp import open_websocket
-from cluster import component_objects, wait_for
-
-pytestmark = pytest.mark.real
+from harness import realnode
+from harness.apphttp import open_websocket
+from harness.cluster import component_objects, wait_for
 
 BRIDGE = realnode.BRIDGE
 NODE_NFT_TABLE = "agentforge_node"  # scripts/kube/node.sh's table

@@ -11,9 +11,7 @@ source for their labels and buckets).
 
 from __future__ import annotations
 
-import ast
 import copy
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,35 +19,29 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
-from test_grafana import EXPORTED_METRICS, metric_names
-from test_monitoring_operator import crd_errors
-from test_prometheus import PROMTOOL, app_job, prometheus_config, scrape_targets
 
-from chart import CHART, SCENARIOS, container, load_yaml, render_chart, render_error, volumes_by_mount
-from netpol import Cluster, External, pod_of
+from harness.alerts import BUCKETS, PROMETHEUS, matched_metrics, rules, rules_file, target_labels
+from harness.monitoring import (
+    EXPORTED_METRICS,
+    PROMTOOL,
+    crd_errors,
+    metric_names,
+    prometheus_config,
+)
+from harness.objects import container, volumes_by_mount
+from harness.policy import Cluster, External, pod_of
+from harness.render import CHART, SCENARIOS, load_yaml, render_chart, render_error
 
-PROMETHEUS = "agentforge-prometheus"
 RULE = "agentforge-alerts"
 OPERATOR = {"monitoring": {"prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}}
 DEFAULTS = load_yaml((CHART / "values.yaml").read_text())["monitoring"]["alerts"]
 ALERTS = {"AgentForgeTargetDown": "targetDown", "AgentForgeTargetMissing": "targetDown",
           "AgentForgeBackendHighErrorRate": "backendErrors", "AgentForgeBackendHighLatency": "backendLatency",
           "AgentForgePipelineFailures": "pipelineFailures", "AgentForgeLLMSpendHigh": "llmSpend"}
-# The backend's histogram buckets (backend/shared/metrics.py; test_histogram_bounds_match_the_source checks them).
-BUCKETS = ("0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf")
 
 
 def alerts_values(**alerts) -> dict:
     return {"monitoring": {"alerts": alerts}}
-
-
-def rules_file(objects, name=PROMETHEUS) -> str | None:
-    return objects.get("ConfigMap", name)["data"].get("alerts.yml")
-
-
-def rules(objects) -> dict[str, dict]:
-    """{alert name: rule} of the bundled rules file."""
-    return {r["alert"]: r for g in load_yaml(rules_file(objects))["groups"] for r in g["rules"]}
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +57,6 @@ def operator():
 
 
 # --- Synthetic series with the labels of the chart's own scrape targets ------------------------------------------
-
-def target_labels(objects, component, namespace="agentforge", prefix="agentforge") -> dict[str, str]:
-    """The labels the bundled Prometheus gives every series of the component's pod: its relabeling, run over the
-    pod the render itself defines (job, namespace, pod, container), and the instance."""
-    job = app_job(prometheus_config(objects, f"{prefix}-prometheus"))
-    (target,) = scrape_targets(job, objects.get("Deployment", f"{prefix}-{component}"), namespace)
-    return {k: v for k, v in target.items() if not k.startswith("__")} | {"instance": target["__address__"]}
 
 
 @pytest.fixture(scope="module")
@@ -617,73 +602,6 @@ def test_rules_query_only_exported_metrics(default_render):
     for alert, rule in rules(default_render).items():
         names = metric_names(rule["expr"])
         assert names and names <= EXPORTED_METRICS | {"up"}, (alert, names)
-
-
-def matched_metrics(expr: str) -> dict[str, set[str]]:
-    """{metric: label names it is matched on} of a PromQL expression."""
-    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    out: dict[str, set[str]] = {}
-    for name, matchers in re.findall(r"(?<![\w$])([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})", bare):
-        out.setdefault(name, set()).update(re.findall(r"(\w+)\s*[=!]~?", matchers))
-    return out
-
-
-def code_metrics(source: Path) -> dict[str, dict]:
-    """{sample name: {"labels": [...], "buckets": (...)}} of backend/shared/metrics.py, read from its syntax tree."""
-    out = {}
-    for node in ast.walk(ast.parse((source / "backend" / "shared" / "metrics.py").read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("Counter", "Histogram", "Gauge"):
-            name = node.args[0].value.removesuffix("_total")  # prometheus_client adds it back to a counter
-            labels = [e.value for e in node.args[2].elts] if len(node.args) > 2 else []
-            buckets = next((tuple(e.value for e in k.value.elts) for k in node.keywords if k.arg == "buckets"), ())
-            suffixes = {"Counter": ["_total"], "Histogram": ["_bucket", "_sum", "_count"], "Gauge": [""]}
-            for suffix in suffixes[node.func.id]:
-                out[name + suffix] = {"labels": labels + (["le"] if suffix == "_bucket" else []), "buckets": buckets}
-    return out
-
-
-@pytest.mark.app
-class TestAgainstTheSource:
-    """The application's own code (AGENTFORGE_SRC): the series, labels, buckets and statuses the rules read."""
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def source(cls):
-        import appsrc
-        return appsrc.source_root()
-
-    def test_every_matched_label_is_exported(self, source, default_render):
-        defined = code_metrics(source)
-        target = set(target_labels(default_render, "backend"))
-        for alert, rule in rules(default_render).items():
-            for name, matched in matched_metrics(rule["expr"]).items():
-                assert name == "up" or name in defined, (alert, name)
-                labels = set(defined[name]["labels"]) if name != "up" else set()
-                # Under an Operator, whose targets carry `endpoint`, the app's label of that name is
-                # exported_endpoint.
-                allowed = labels | target | ({"exported_endpoint"} if "endpoint" in labels else set())
-                assert matched <= allowed, (alert, name, matched - allowed)
-
-    def test_histogram_bounds_match_the_source(self, source):
-        """BUCKETS here and the schema's bound on backendLatency.seconds: histogram_quantile never exceeds the
-        largest finite bucket, so a threshold at or above it could never fire."""
-        buckets = code_metrics(source)["http_request_duration_seconds_bucket"]["buckets"]
-        assert tuple(float(b) for b in BUCKETS[:-1]) == buckets
-        schema = yaml.safe_load((CHART / "values.schema.yaml").read_text())
-        seconds = schema["properties"]["monitoring"]["properties"]["alerts"]["properties"]["backendLatency"][
-            "properties"]["seconds"]
-        assert seconds["exclusiveMaximum"] == max(buckets)
-
-    def test_failure_statuses_are_recorded(self, source):
-        """The statuses the pipeline alert counts as failures are ones the orchestrator records."""
-        code = (source / "backend" / "pipeline" / "orchestrator.py").read_text()
-        recorded = set(re.findall(r'PIPELINE_EXECUTIONS_TOTAL\.labels\(status="(\w+)"\)', code))
-        recorded |= set(re.findall(r'^\s*status = "(\w+)"', code, re.M))
-        assert {"failed", "timeout"} <= recorded and {"completed", "partial"} <= recorded
-
-    def test_cost_metric_is_recorded_per_call(self, source):
-        code = (source / "backend" / "pipeline" / "llm_router.py").read_text()
-        assert "LLM_COST_DOLLARS_TOTAL.labels(" in code and ".inc(response.cost_estimate)" in code
 
 
 def test_rules_query_the_release_pods_only(default_render):

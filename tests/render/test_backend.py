@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-import appsrc
-from chart import SCENARIOS, argv, container, flag, pod_spec, render_chart, render_error
+from harness import appsrc
+from harness.objects import argv, container, flag, pod_spec
+from harness.render import SCENARIOS, render_chart, render_error
 
 BACKEND = "agentforge-backend"
 

@@ -12,60 +12,32 @@ README's restore brings it back into the running server and into a fresh one, an
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import time
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from test_networkpolicy import ALL_PORTS, EXTERNAL_DB, Scene, merged
-from test_security import restricted_violations
 
-from chart import CHART, ROOT, deep_merge, load_yaml, render_chart, render_error
-from netpol import External, Pod
+from harness.backup import (
+    BACKUP,
+    NAME,
+    backup_container,
+    check_job,
+    cronjob,
+    env,
+    job_spec,
+    pod,
+    readme_restore_command,
+    script,
+)
+from harness.podsecurity import restricted_violations
+from harness.policy import External, Pod
+from harness.reachability import ALL_PORTS, EXTERNAL_DB, Scene, merged
+from harness.render import CHART, deep_merge, load_yaml, render_chart, render_error
 
-NAME = "agentforge-backup"
-BACKUP = {"backup": {"enabled": True}}
 EXTERNAL = merged(EXTERNAL_DB, BACKUP)
 DEFAULTS = load_yaml((CHART / "values.yaml").read_text())
-DUMP_NAME = re.compile(r"^agentforge-\d{8}T\d{6}Z\.dump$")
-README = CHART / "README.md"
-
-
-def cronjob(objects) -> dict:
-    return objects.get("CronJob", NAME)
-
-
-def job_spec(objects) -> dict:
-    return cronjob(objects)["spec"]["jobTemplate"]["spec"]
-
-
-def pod(objects) -> dict:
-    return job_spec(objects)["template"]
-
-
-def backup_container(objects) -> dict:
-    (c,) = pod(objects)["spec"]["containers"]
-    assert c["name"] == "backup"
-    return c
-
-
-def script(objects) -> str:
-    """The shell script the container runs: `sh -c SCRIPT`, nothing else on its command line."""
-    c = backup_container(objects)
-    assert c["command"][:2] == ["sh", "-c"] and len(c["command"]) == 3 and "args" not in c, c["command"]
-    return c["command"][2]
-
-
-def env(objects) -> dict[str, dict]:
-    return {e["name"]: e for e in backup_container(objects)["env"]}
 
 
 def literal(objects, name: str) -> str:
@@ -230,11 +202,6 @@ class TestClaim:
         objects = render_chart(merged(BACKUP, {"commonAnnotations": {"team": "db", "helm.sh/resource-policy": ""}}))
         annotations = objects.get("PersistentVolumeClaim", NAME)["metadata"]["annotations"]
         assert annotations == {"helm.sh/resource-policy": "keep", "team": "db"}
-
-
-def check_job(objects) -> dict:
-    (job,) = [o for o in objects.of_kind("Job") if o["metadata"]["name"].startswith(f"{NAME}-check-")]
-    return job
 
 
 class TestClaimCheck:
@@ -540,7 +507,7 @@ class TestReadme:
     @pytest.fixture(scope="class")
     @classmethod
     def reader(cls):
-        from test_real_backup import reader_manifest
+        from harness.realnode import reader_manifest
 
         objects = render_chart(BACKUP)
         image = backup_container(objects)["image"]
@@ -568,7 +535,7 @@ class TestReadme:
         assert literal(objects, "PGHOST").startswith(reader_env["PGHOST"]["value"] + ".agentforge.svc.")
 
     def test_the_policies_let_it_reach_the_database_only(self, reader):
-        from netpol import pod_of
+        from harness.policy import pod_of
 
         objects, manifest = reader
         scene = Scene(BACKUP)
@@ -584,406 +551,7 @@ class TestReadme:
 
 # -- real servers ---------------------------------------------------------------------------------------------------
 
-BUSYBOX_APPLETS = ("sh", "find", "date", "sleep", "rm", "sync", "mv", "wc", "ls", "grep", "sort", "tail", "cat",
-                   "id")
-
-
-def busybox_bin(base: Path) -> Path:
-    """A folder of busybox's applets (the alpine image's shell and tools), the only tools on PATH beside PostgreSQL's
-    own."""
-    if not shutil.which("busybox"):
-        subprocess.run(["bash", str(ROOT / "scripts" / "install-test-servers.sh")], check=False, timeout=600)
-    busybox = shutil.which("busybox")
-    if not busybox:
-        pytest.fail("busybox missing: run scripts/install-test-servers.sh")
-    folder = base / "busybox-bin"
-    folder.mkdir(exist_ok=True)
-    for applet in BUSYBOX_APPLETS:
-        if not (folder / applet).exists():
-            (folder / applet).symlink_to(busybox)
-    return folder
-
-
-class Runner:
-    """The rendered backup container's script, run by a shell of this machine with the rendered environment (the
-    Secret's keys resolved) in which only the database's host and port and the claim's folder are replaced."""
-
-    def __init__(self, objects, binaries: dict, shell: str, base: Path):
-        from pods import ObjectStore, resolve_env
-
-        self.script = script(objects)
-        self.env = resolve_env(ObjectStore(objects), cronjob(objects), backup_container(objects))
-        if shell == "busybox":
-            folder = busybox_bin(base)
-            self.shell, self.path = str(folder / "sh"), f"{folder}:{binaries['pg']}"
-        else:
-            self.shell, self.path = "/bin/sh", binaries["PATH"]
-
-    def environment(self, server, folder: Path, **override: str) -> dict[str, str]:
-        return {**self.env, "PATH": self.path, "LANG": "C.UTF-8", "PGHOST": "127.0.0.1", "PGPORT": str(server.port),
-                "BACKUP_DIR": str(folder), **override}
-
-    def popen(self, server, folder: Path, **override: str) -> subprocess.Popen:
-        return subprocess.Popen([self.shell, "-c", self.script], env=self.environment(server, folder, **override),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def run(self, server, folder: Path, **override: str) -> subprocess.CompletedProcess:
-        proc = self.popen(server, folder, **override)
-        out, err = proc.communicate(timeout=300)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def readme_restore_command() -> str:
-    """The pg_restore command of the chart README's restore step, as the reader pod's shell runs it."""
-    found = re.findall(r"exec agentforge-backup-reader -- sh -c '(pg_restore [^']*/backups/<dump>)'",
-                       README.read_text())
-    assert len(found) == 1, found
-    assert "--clean --if-exists --no-owner" in found[0], found[0]
-    return found[0]
-
-
-def restore(runner: Runner, server, dump: Path) -> subprocess.CompletedProcess:
-    """The README's restore command, with the reader pod's environment (the CronJob's), from `dump`."""
-    command = readme_restore_command().replace("/backups/<dump>", str(dump))
-    return subprocess.run([runner.shell, "-c", command], env=runner.environment(server, dump.parent),
-                          capture_output=True, text=True, timeout=600)
-
-
-def dumps(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if DUMP_NAME.match(p.name))
-
-
-def partials(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
-
-
-RETENTION = 3
-# Rows of filler text (128 hex characters each, which compress about as text does): a database of some size, for the
-# timings.
-FILLER_ROWS = 300_000
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    """A real PostgreSQL with the rendered bundled server's user, password (full of characters that break URLs and
-    shells) and database, holding a table of filler rows; and the render (retention 3)."""
-    import servers
-    from appstack import scenario_values
-
-    objects = render_chart(deep_merge(scenario_values("default"), {"backup": {"enabled": True,
-                                                                              "retention": RETENTION}}))
-    rendered = servers.rendered_servers(objects)
-    binaries = servers.binaries()
-    server = servers.start_postgres(binaries, rendered["secret"]["POSTGRES_USER"],
-                                    rendered["secret"]["POSTGRES_PASSWORD"], "agentforge")
-    try:
-        asyncio.run(_execute(server, "CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || "
-                                     f"md5((g * 13)::text) || md5((g * 31)::text) AS body "
-                                     f"FROM generate_series(1, {FILLER_ROWS}) g; "
-                                     "ALTER TABLE filler ADD PRIMARY KEY (id)"))
-        yield {"objects": objects, "binaries": binaries, "server": server, "base": tmp_path_factory.mktemp("backup")}
-    finally:
-        server.stop()
-
-
-async def _connect(server, database: str | None = None):
-    import asyncpg
-
-    return await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user, password=server.password,
-                                 database=database or server.database, timeout=10)
-
-
-async def _execute(server, sql: str, database: str | None = None) -> None:
-    conn = await _connect(server, database)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _fetchval(server, sql: str, database: str | None = None):
-    conn = await _connect(server, database)
-    try:
-        return await conn.fetchval(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.mark.servers
-@pytest.mark.parametrize("shell", ["debian", "busybox"])
-class TestAgainstARealServer:
-    def test_the_password_is_hostile(self, database, shell):
-        from appstack import HOSTILE_PASSWORD
-
-        assert database["server"].password == HOSTILE_PASSWORD
-
-    def test_retention_keeps_the_newest(self, database, shell, record_property):
-        runner = Runner(database["objects"], database["binaries"], shell, database["base"])
-        folder = database["base"] / f"retention-{shell}"
-        folder.mkdir()
-        # Files of the claim that are not dumps of the chart's, never touched.
-        (folder / "notes.txt").write_text("keep me\n")
-        (folder / "agentforge-manual.dump").write_bytes(b"mine")
-        made = []
-        for _ in range(RETENTION + 2):
-            started = time.monotonic()
-            done = runner.run(database["server"], folder)
-            seconds = time.monotonic() - started
-            assert done.returncode == 0, done.stderr
-            made.append(re.search(r"into (agentforge-\S+\.dump):", done.stdout).group(1))
-        assert dumps(folder) == sorted(made[-RETENTION:])
-        assert (folder / "notes.txt").exists() and (folder / "agentforge-manual.dump").exists()
-        assert partials(folder) == []
-        assert f"deleted {made[1]} (backup.retention: {RETENTION})" in done.stdout
-        size = (folder / made[-1]).stat().st_size
-        record_property(f"timing: backup ({shell}): pg_dump of {FILLER_ROWS} rows "
-                        f"({asyncio.run(_table_mib(database['server'])):.0f} MiB table), dump "
-                        f"{size / 2**20:.1f} MiB, s", round(seconds, 2))
-
-    def test_a_failed_dump_deletes_nothing_and_leaves_no_partial(self, database, shell):
-        runner = Runner(database["objects"], database["binaries"], shell, database["base"])
-        folder = database["base"] / f"failed-{shell}"
-        folder.mkdir()
-        for _ in range(RETENTION):
-            assert runner.run(database["server"], folder).returncode == 0
-        before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-        wrong = runner.run(database["server"], folder, PGPASSWORD="wrong")
-        assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
-        # Nothing answers: the script waits (here 4 s of its rendered BACKUP_WAIT_SECONDS), then pg_dump fails.
-        unreachable = runner.run(database["server"], folder, PGPORT="1", BACKUP_WAIT_SECONDS="4")
-        assert unreachable.returncode != 0 and "waiting for 127.0.0.1:1 to answer" in unreachable.stdout
-        assert "connection to server" in unreachable.stderr
-        assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
-        assert "deleted" not in wrong.stdout + unreachable.stdout
-
-    def test_a_stopped_dump_removes_its_partial_file(self, database, shell):
-        """SIGTERM (the Job's deadline, an eviction) while pg_dump waits: the shell stops it and removes the partial
-        file it had opened; the older dumps stay."""
-        runner = Runner(database["objects"], database["binaries"], shell, database["base"])
-        folder = database["base"] / f"stopped-{shell}"
-        folder.mkdir()
-        assert runner.run(database["server"], folder).returncode == 0
-        before = dumps(folder)
-        code, stderr = asyncio.run(_dump_stopped_while_locked(database["server"], runner, folder))
-        assert code == 143, stderr
-        assert dumps(folder) == before and partials(folder) == []
-        still = subprocess.run(["pgrep", "-f", "--", f"--file={folder}/"], capture_output=True, text=True).stdout
-        assert not still.split(), "pg_dump still runs"
-
-    def test_the_claim_check_writes_and_leaves_nothing(self, database, shell):
-        runner = Runner(database["objects"], database["binaries"], shell, database["base"])
-        folder = database["base"] / f"check-{shell}"
-        folder.mkdir()
-        (c,) = check_job(database["objects"])["spec"]["template"]["spec"]["containers"]
-        assert c["command"][:2] == ["sh", "-c"]
-        done = subprocess.run([runner.shell, "-c", c["command"][2]], capture_output=True, text=True, timeout=60,
-                              env={"PATH": runner.path, "BACKUP_DIR": str(folder)})
-        assert done.returncode == 0 and "the backup claim is writable" in done.stdout, done.stderr
-        assert list(folder.iterdir()) == []
-        missing = subprocess.run([runner.shell, "-c", c["command"][2]], capture_output=True, text=True, timeout=60,
-                                 env={"PATH": runner.path, "BACKUP_DIR": str(folder / "not-mounted")})
-        assert missing.returncode != 0, "a claim it cannot write to fails the Job"
-
-    def test_a_partial_file_older_than_the_deadline_is_removed(self, database, shell):
-        runner = Runner(database["objects"], database["binaries"], shell, database["base"])
-        folder = database["base"] / f"stale-{shell}"
-        folder.mkdir()
-        stale = folder / ".agentforge-20000101T000000Z.dump.partial"
-        live = folder / ".agentforge-29990101T000000Z.dump.partial"
-        for path in (stale, live):
-            path.write_bytes(b"partial")
-        minutes = int(runner.env["BACKUP_STALE_MINUTES"])
-        old = time.time() - (minutes + 2) * 60
-        os.utime(stale, (old, old))
-        assert runner.run(database["server"], folder).returncode == 0
-        assert not stale.exists() and live.exists()
-
-    def test_the_readme_restore_brings_the_data_into_a_fresh_server(self, database, shell, record_property):
-        import servers
-
-        runner = Runner(database["objects"], database["binaries"], shell, database["base"])
-        folder = database["base"] / f"restore-{shell}"
-        folder.mkdir()
-        done = runner.run(database["server"], folder)
-        assert done.returncode == 0, done.stderr
-        (dump,) = dumps(folder)
-        source = database["server"]
-        fresh = servers.start_postgres(database["binaries"], source.user, source.password, source.database)
-        try:
-            started = time.monotonic()
-            restored = restore(runner, fresh, folder / dump)
-            seconds = time.monotonic() - started
-            assert restored.returncode == 0, restored.stderr
-            query = "SELECT count(*) || ':' || md5(string_agg(body, '' ORDER BY id)) FROM filler"
-            assert asyncio.run(_fetchval(fresh, query)) == asyncio.run(_fetchval(source, query))
-            # Again, into the server that now holds the data: --clean --if-exists replaces it.
-            again = restore(runner, fresh, folder / dump)
-            assert again.returncode == 0, again.stderr
-            assert asyncio.run(_fetchval(fresh, query)) == asyncio.run(_fetchval(source, query))
-        finally:
-            fresh.stop()
-        size = (folder / dump).stat().st_size
-        record_property(f"timing: backup ({shell}): pg_restore (README) of a {size / 2**20:.1f} MiB dump into a fresh "
-                        "server, s", round(seconds, 2))
-
-
-async def _table_mib(server) -> float:
-    return await _fetchval(server, "SELECT pg_total_relation_size('filler')") / 2**20
-
-
-async def _dump_stopped_while_locked(server, runner: Runner, folder: Path) -> tuple[int, str]:
-    """Start the backup while another session holds an ACCESS EXCLUSIVE lock on the filler table (pg_dump then waits
-    for it), and SIGTERM the shell once pg_dump has opened its partial file: the shell's exit code and stderr."""
-    blocker = await _connect(server)
-    proc = None
-    try:
-        await blocker.execute("BEGIN; LOCK TABLE filler IN ACCESS EXCLUSIVE MODE")
-        proc = runner.popen(server, folder)
-        deadline = time.monotonic() + 30
-        while not partials(folder):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "pg_dump opened no partial file"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
-        assert proc.poll() is None, "the dump should be waiting for the lock"
-        proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while proc.poll() is None:
-            assert time.monotonic() < deadline, "the shell did not stop on SIGTERM"
-            await asyncio.sleep(0.1)
-        return proc.returncode, proc.stderr.read()
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-        await blocker.close()
-
 
 # -- with the application ---------------------------------------------------------------------------------------
 
-USER = {"email": "kept@example.com", "password": "Backup-restore-1", "display_name": "Kept"}
 
-
-def _client() -> dict:
-    """A client address of its own for each call: the login rate limit counts per address."""
-    _client.count = getattr(_client, "count", 0) + 1
-    return {"X-Forwarded-For": f"203.0.113.{_client.count}"}
-
-
-def _start_backend(stack, migrate: bool):
-    """What the cluster runs, in its order: the migration Job (unless the schema comes from a dump), the data
-    collector, the backend's wait-for-redis, the backend."""
-    import appsrc
-
-    image = appsrc.python_image("backend")
-    if migrate:
-        stack.run_to_completion("migrations", "wait-for-database", appsrc.tool_image("postgresql"), timeout=60)
-        stack.run_to_completion("migrations", "migrate", image, timeout=300)
-    if "data-collector" not in stack.pods:
-        stack.serve("data-collector", "data-collector", appsrc.python_image("data-collector"))
-    stack.run_to_completion("backend", "wait-for-redis", appsrc.tool_image("redis"), timeout=60)
-    return stack.serve("backend", "backend", image)
-
-
-def _logs_in(backend) -> bool:
-    from apphttp import request
-
-    status, body = request(backend, "POST", "/api/v1/auth/login",
-                           {"email": USER["email"], "password": USER["password"]}, _client())
-    return status == 200 and "access_token" in body
-
-
-@pytest.fixture(scope="module")
-def app_dump(app_ready, tmp_path_factory):
-    """The default release with backups on, run: the migrations, the backend, a user registered through it; then the
-    rendered backup script's dump of that database. Yields the stack (its backend stopped) and the dump."""
-    from apphttp import request
-    from appstack import Release, Stack, scenario_values
-
-    rel = Release("default", deep_merge(scenario_values("default"), BACKUP))
-    stack = Stack(rel)
-    try:
-        stack.start_postgres()
-        stack.start_redis()
-        backend = _start_backend(stack, migrate=True)
-        status, body = request(backend, "POST", "/api/v1/auth/register", USER, _client())
-        assert status == 201, body
-        assert _logs_in(backend)
-        folder = tmp_path_factory.mktemp("app-backups")
-        runner = Runner(rel.objects, stack.binaries, "debian", folder)
-        started = time.monotonic()
-        done = runner.run(stack.postgres, folder)
-        seconds = time.monotonic() - started
-        assert done.returncode == 0, done.stderr
-        (dump,) = dumps(folder)
-        # Scaled to 0 for the restore (README: Restore, step 1).
-        stack.pods.pop("backend").stop()
-        yield {"rel": rel, "stack": stack, "runner": runner, "dump": folder / dump, "seconds": seconds}
-    finally:
-        stack.close()
-
-
-async def _alembic_version(server, database: str | None = None) -> set[str]:
-    conn = await _connect(server, database)
-    try:
-        return {r[0] for r in await conn.fetch("SELECT version_num FROM alembic_version")}
-    finally:
-        await conn.close()
-
-
-@pytest.mark.servers
-@pytest.mark.app
-class TestRestoreWithTheApplication:
-    def test_the_dump_holds_the_schema_and_the_user(self, app_dump, record_property):
-        import appsrc
-
-        listing = subprocess.run(["pg_restore", "--list", str(app_dump["dump"])], capture_output=True, text=True,
-                                 env={"PATH": app_dump["stack"].binaries["PATH"]}, check=True).stdout
-        for table in ("users", "conversations", "messages", "alembic_version"):
-            assert f"TABLE DATA public {table} " in listing, listing
-        assert asyncio.run(_alembic_version(app_dump["stack"].postgres)) == appsrc.head_revisions()
-        record_property("timing: backup (app): pg_dump of the app's migrated database with one user, dump "
-                        f"{app_dump['dump'].stat().st_size / 1024:.0f} KiB, s", round(app_dump["seconds"], 2))
-
-    def test_restore_into_the_running_server(self, app_dump, record_property):
-        """The user's row lost (the users table emptied), the README's restore into the same server brings it back."""
-        stack = app_dump["stack"]
-        asyncio.run(_execute(stack.postgres, "TRUNCATE users CASCADE"))
-        assert asyncio.run(_fetchval(stack.postgres, "SELECT count(*) FROM users")) == 0
-        started = time.monotonic()
-        done = restore(app_dump["runner"], stack.postgres, app_dump["dump"])
-        seconds = time.monotonic() - started
-        assert done.returncode == 0, done.stderr
-        backend = _start_backend(stack, migrate=False)
-        try:
-            assert _logs_in(backend)
-        finally:
-            stack.pods.pop("backend").stop()
-        record_property("timing: backup (app): pg_restore (README) into the running server, s", round(seconds, 2))
-
-    @pytest.mark.parametrize("fresh", ["empty", "migrated"])
-    def test_restore_into_a_fresh_server(self, app_dump, fresh, record_property):
-        """The database dropped; a fresh server (empty, as an external one would be; or migrated by a new
-        install's post-install Job), the README's restore, and the backend of the same release logs the user in."""
-        import appsrc
-        from appstack import Stack
-
-        old = app_dump["stack"].postgres
-        asyncio.run(_execute(old, f'DROP DATABASE IF EXISTS "{old.database}" WITH (FORCE)', database="postgres"))
-        assert not asyncio.run(_fetchval(old, f"SELECT 1 FROM pg_database WHERE datname = '{old.database}'",
-                                         database="postgres"))
-        stack = Stack(app_dump["rel"])
-        try:
-            stack.start_postgres()
-            stack.start_redis()
-            if fresh == "migrated":
-                stack.run_to_completion("migrations", "migrate", appsrc.python_image("backend"), timeout=300)
-            started = time.monotonic()
-            done = restore(app_dump["runner"], stack.postgres, app_dump["dump"])
-            seconds = time.monotonic() - started
-            assert done.returncode == 0, done.stderr
-            assert asyncio.run(_alembic_version(stack.postgres)) == appsrc.head_revisions()
-            backend = _start_backend(stack, migrate=False)
-            assert _logs_in(backend)
-        finally:
-            stack.close()
-        record_property(f"timing: backup (app): pg_restore (README) into a fresh {fresh} server, s", round(seconds, 2))

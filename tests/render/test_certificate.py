@@ -1,10 +1,10 @@
 """certificate.enabled: one cert-manager Certificate for every hostname of the edge, checked against cert-manager's
 own CRD (its Go module, at the version scripts/versions.env pins), into the Secret the Ingresses then use."""
 
-import crdschema
 import pytest
 
-from chart import pinned, render_chart, render_error
+from harness import crdschema
+from harness.render import pinned, render_chart, render_error
 
 ISSUER = {"enabled": True, "issuerRef": {"name": "letsencrypt"}}
 EDGE = {"ingress": {"enabled": True, "controller": "traefik", "hosts": ["a.example.com"]},

@@ -10,7 +10,18 @@ import subprocess
 
 import pytest
 
-from chart import CHART, KUBE_VERSIONS, RENDERER, ROOT, SCENARIOS, TOOLS_BIN, deep_merge, helm, parse, render_chart
+from harness.render import (
+    CHART,
+    KUBE_VERSIONS,
+    RENDERER,
+    ROOT,
+    SCENARIOS,
+    TOOLS_BIN,
+    deep_merge,
+    helm,
+    parse,
+    render_chart,
+)
 
 DEFAULT_INVENTORY = {
     ("ConfigMap", "agentforge-config"),
@@ -258,7 +269,7 @@ def test_checksums_stable_across_renders_of_equal_input():
     ({"grafana": {"datasourceUid": "metrics-main"}}, {"grafana checksum/config"}),
     ({"grafana": {"dashboardFolder": "Apps"}}, {"grafana checksum/config"}),
     ({"grafana": {"admin": {"existingSecret": "grafana-admin-2"}}}, {"grafana checksum/secret"}),
-    # The alerting rules, alerts.yml beside prometheus.yml (tests/test_alerts.py).
+    # The alerting rules, alerts.yml beside prometheus.yml (tests/render/test_alerts.py).
     ({"monitoring": {"alerts": {"backendErrors": {"ratio": 0.1}}}}, {"prometheus checksum/rules"}),
     # Inputs no checksum covers: a change must roll nothing.
     ({"backend": {"podLabels": {"tier": "api"}, "image": {"tag": "0.10.1"}}}, set()),

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from chart import RENDERER, ROOT, SCENARIOS, TOOLS_BIN, load_yaml
+from harness.render import RENDERER, ROOT, SCENARIOS, TOOLS_BIN, load_yaml
 
 CONFIG = ROOT / "ci" / "checkov.yaml"
 EXCEPTIONS = load_yaml((ROOT / "ci" / "checkov-exceptions.yaml").read_text())

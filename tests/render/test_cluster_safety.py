@@ -3,7 +3,7 @@ unless AGENTFORGE_E2E_ANY_CLUSTER=1 (no cluster is contacted here)."""
 
 import pytest
 
-import cluster
+from harness import cluster
 
 
 def test_another_cluster_refused_naming_the_opt_in(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from chart import (
+from harness.render import (
     CHART,
     HELM,
     HELM3,

@@ -2,7 +2,8 @@
 
 import pytest
 
-from chart import container, env_of, env_sources, flag, pod_spec, render_chart, render_error
+from harness.objects import container, env_of, env_sources, flag, pod_spec
+from harness.render import render_chart, render_error
 
 COLLECTOR = "agentforge-data-collector"
 

@@ -12,23 +12,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from test_security import restricted_violations
 
-from chart import (
-    CHART,
-    SCENARIOS,
-    WORKLOADS,
-    argv,
-    component_name,
-    container,
-    deep_merge,
-    env_of,
-    flag,
-    load_yaml,
-    pod_spec,
-    render_chart,
-    render_error,
-)
+from harness.objects import WORKLOADS, argv, component_name, container, env_of, flag, pod_spec
+from harness.podsecurity import restricted_violations
+from harness.render import CHART, SCENARIOS, deep_merge, load_yaml, render_chart, render_error
 
 VALUES = load_yaml((CHART / "values.yaml").read_text())
 

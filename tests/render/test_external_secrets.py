@@ -5,19 +5,13 @@ refuses a store it cannot name and a mapping that lacks a key the pods read in t
 
 import hashlib
 
-import crdschema
 import pytest
 import yaml
 
-from chart import (
-    component_name,
-    env_sources,
-    pinned,
-    pod_spec,
-    render_chart,
-    render_error,
-)
-from netpol import WORKLOAD_KINDS
+from harness import crdschema
+from harness.objects import component_name, env_sources, pod_spec
+from harness.policy import WORKLOAD_KINDS
+from harness.render import pinned, render_chart, render_error
 
 TARGET = "agentforge-external-secrets"
 GENERATED = "agentforge-secrets"  # the app Secret the chart generates otherwise

@@ -2,7 +2,8 @@
 
 import pytest
 
-from chart import container, env_of, pod_spec, render_chart, render_error, volumes_by_mount
+from harness.objects import container, env_of, pod_spec, volumes_by_mount
+from harness.render import render_chart, render_error
 
 FRONTEND = "agentforge-frontend"
 

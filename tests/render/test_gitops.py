@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import yaml
 
-from chart import CHART, helm
+from harness.render import CHART, helm
 
 GITOPS_VALUES = CHART / "ci" / "gitops-values.yaml"
 

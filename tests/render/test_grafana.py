@@ -1,65 +1,21 @@
 """Bundled Grafana: admin Secret, provisioning, and the AgentForge dashboard shipped in the chart."""
 
 import base64
-import hashlib
 import json
 import re
 
 import pytest
 
-import netpol
-from chart import (
-    CHART,
-    RenderError,
-    container,
-    env_sources,
-    load_yaml,
-    pod_spec,
-    render_chart,
-    render_error,
-    volumes_by_mount,
-)
-from fakeapi import upgrade_render
-from servers import EXPORTER_SERIES
+from harness import policy
+from harness.monitoring import DATA_STORE_METRICS, EXPORTED_METRICS, GRAFANA, metric_names
+from harness.objects import container, env_sources, pod_spec, volumes_by_mount
+from harness.render import CHART, load_yaml, render_chart, render_error
 
-GRAFANA = "agentforge-grafana"
 DASHBOARDS = "agentforge-grafana-dashboards"
 DASHBOARD_FILE = CHART / "files" / "dashboards" / "agentforge.json"
 DEFAULT_UID = "agentforge-prometheus"
 
-# Metrics the backend exports and sets (test_app_backend.py checks them against the running app): a panel may query
-# these and nothing else. The app also defines websocket_connections_active but never sets it: no panel uses it.
-EXPORTED_METRICS = {
-    "http_requests_total", "http_request_duration_seconds", "llm_tokens_total", "llm_cost_dollars_total",
-    "llm_request_duration_seconds", "pipeline_executions_total", "pipeline_duration_seconds",
-}
-# Series of the data stores' exporters (postgresql.metrics, redis.metrics) that the "Data stores" row reads: the server
-# tier (tests/test_exporters.py) checks each against the real exporters run against the real servers.
-DATA_STORE_METRICS = EXPORTER_SERIES["postgresql"] | EXPORTER_SERIES["redis"]
 HISTOGRAMS = {"http_request_duration_seconds", "llm_request_duration_seconds", "pipeline_duration_seconds"}
-
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-                "offset", "inf", "nan"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names in a PromQL expression, histogram suffixes (_bucket, _sum, _count) stripped.
-
-    Drops strings, label matchers ({...}), ranges ([...]), offsets and grouping label lists (by/without/on/ignoring
-    (...)), then keeps the identifiers that are not functions (followed by `(`), keywords or parts of numbers.
-    """
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
-    text = re.sub(r"\{[^}]*\}", "", text)
-    text = re.sub(r"\[[^\]]*\]", "", text)
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    names = set()
-    text = re.sub(r"\boffset\s+-?\w+", "", text)
-    for match in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", text):
-        name = match.group()
-        if text[match.end():].lstrip().startswith("(") or name.lower() in PROMQL_WORDS:
-            continue
-        names.add(name if name in DATA_STORE_METRICS else re.sub(r"_(bucket|sum|count)$", "", name))
-    return names
 
 
 def panels(dashboard):
@@ -330,64 +286,6 @@ def test_monitoring_disabled_renders_no_grafana():
 
 # ------------------------------------------------------------------------------------ upgrades: the live Secret
 
-@pytest.mark.servers  # a fake API server on 127.0.0.1, and the helm CLI's discovery against it
-class TestLiveSecretOnUpgrade:
-    """What an upgrade renders (helm reads the live Secret through `lookup`; here from a fake API server): the kept
-    values come from the live Secret of the same name in the release's namespace, never generated anew."""
-
-    LIVE = {"admin-user": "admin", "admin-password": "live-admin-password-0123456789ab",
-            "secret-key": "live-grafana-encryption-key-0123456789ab"}
-
-    @staticmethod
-    def render(api, *args: str, namespace: str = "agentforge") -> dict:
-        return {(o["kind"], o["metadata"]["name"]): o for o in upgrade_render(api, *args, namespace=namespace)}
-
-    @staticmethod
-    def data(objects) -> dict[str, str]:
-        return {k: base64.b64decode(v).decode() for k, v in objects[("Secret", GRAFANA)]["data"].items()}
-
-    @pytest.fixture(autouse=True)
-    def live(self, api):
-        api.secrets = {("agentforge", GRAFANA): dict(self.LIVE)}
-
-    def test_password_and_key_reused_from_the_live_secret(self, api):
-        first, second = self.render(api), self.render(api)
-        assert self.data(first) == self.LIVE
-        # Nothing random is left: a second upgrade renders the same Secret and rolls no pod.
-        assert first[("Secret", GRAFANA)] == second[("Secret", GRAFANA)]
-        checksum = [o[("Deployment", GRAFANA)]["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
-                    for o in (first, second)]
-        assert checksum[0] == checksum[1]
-
-    def test_admin_user_change_rolls_the_pod_and_keeps_the_rest(self, api):
-        """checksum/secret covers the Secret: with the kept values live, it changes when, and only when, it does."""
-        def annotation(objects):
-            return objects[("Deployment", GRAFANA)]["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
-        base = self.render(api)
-        renamed = self.render(api, "--set", "grafana.admin.user=root")
-        assert self.data(renamed) == self.LIVE | {"admin-user": "root"}
-        assert annotation(renamed) != annotation(base)
-        assert annotation(self.render(api, "--set", "grafana.datasourceUid=other")) == annotation(base)
-        assert annotation(base) != hashlib.sha256(b"").hexdigest()
-
-    @pytest.mark.parametrize("args,namespace", [(("--set", "fullnameOverride=af"), "agentforge"), ((), "team-b")])
-    def test_only_the_secret_of_the_same_name_and_namespace(self, api, args, namespace):
-        objects = self.render(api, *args, namespace=namespace)
-        (secret,) = [o for (kind, _), o in objects.items() if kind == "Secret" and "admin-password" in o["data"]]
-        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-        assert data["admin-password"] != self.LIVE["admin-password"] and len(data["admin-password"]) == 32
-        assert data["secret-key"] != self.LIVE["secret-key"] and len(data["secret-key"]) == 40
-
-    def test_a_new_password_refused_against_the_live_one(self, api):
-        with pytest.raises(RenderError) as err:
-            self.render(api, "--set", "grafana.admin.password=another-admin-password")
-        assert f'grafana.admin.password differs from the value already in Secret "{GRAFANA}" (key admin-password)' \
-            in err.value.stderr
-
-    def test_the_live_password_given_again_accepted(self, api):
-        objects = self.render(api, "--set", f"grafana.admin.password={self.LIVE['admin-password']}")
-        assert self.data(objects) == self.LIVE
-
 
 @pytest.fixture(scope="module")
 def grafana_off():
@@ -407,12 +305,12 @@ class TestGrafanaOff:
 
     def test_prometheus_admits_nobody_of_the_release(self, grafana_off):
         objects = grafana_off
-        policies = netpol.Cluster(objects.of_kind("NetworkPolicy"))
+        policies = policy.Cluster(objects.of_kind("NetworkPolicy"))
         workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
-        pods = [netpol.pod_of(w, f"10.0.0.{i + 1}") for i, w in enumerate(workloads)]
+        pods = [policy.pod_of(w, f"10.0.0.{i + 1}") for i, w in enumerate(workloads)]
         prometheus = next(p for p in pods if p.name == "agentforge-prometheus")
         # A pod labelled as the bundled Grafana would be (were one started by hand) is refused too.
-        grafana = netpol.pod_of(render_chart().get("Deployment", "agentforge-grafana"), "10.0.1.1")
+        grafana = policy.pod_of(render_chart().get("Deployment", "agentforge-grafana"), "10.0.1.1")
         assert [p.name for p in pods + [grafana] if p is not prometheus and policies.allowed(p, prometheus, 9090)] == []
 
     def test_monitoring_off_wins(self):

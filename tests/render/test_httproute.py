@@ -5,15 +5,15 @@ import functools
 import json
 import re
 
-import crdschema
 import jsonschema
 import pytest
-from crdschema import module_dir
 
-from chart import ROOT, pinned, render_chart, render_error
+from harness import crdschema
+from harness.crdschema import module_dir
+from harness.render import ROOT, pinned, render_chart, render_error
 
 FRONTEND, BACKEND = "agentforge-frontend", "agentforge-backend"
-CRDS = ROOT / "tests" / "crds" / "gateway-api"
+CRDS = ROOT / "tests" / "harness" / "crds" / "gateway-api"
 # Routes on a Gateway that pins clients to backend pods by a policy of its own (standard channel).
 BY_GATEWAY = {"providedByGateway": True}
 ON = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"},
@@ -89,7 +89,7 @@ class TestVendoredSchema:
     @pytest.mark.parametrize("channel", ["standard", "experimental"])
     def test_schema_is_of_the_pinned_release(self, channel):
         doc = vendored(channel)
-        assert doc["bundleVersion"] == pinned("GATEWAY_API"), "run tests/crds/gateway-api/vendor.py"
+        assert doc["bundleVersion"] == pinned("GATEWAY_API"), "run tests/harness/crds/gateway-api/vendor.py"
         assert doc["channel"] == channel
         assert doc["source"].startswith(f"sigs.k8s.io/gateway-api@{pinned('GATEWAY_API')} config/crd/{channel}/")
 

@@ -2,9 +2,9 @@
 `ingress.controller` names (its preset). Off by default: the chart assumes no controller."""
 
 import pytest
-from crdschema import module_dir
 
-from chart import pinned, render_chart, render_error
+from harness.crdschema import module_dir
+from harness.render import pinned, render_chart, render_error
 
 FRONTEND, BACKEND = "agentforge-frontend", "agentforge-backend"
 NGINX = "nginx.ingress.kubernetes.io/"

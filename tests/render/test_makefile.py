@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from chart import ROOT
+from harness.render import ROOT
 
 MAKEFILE = (ROOT / "Makefile").read_text()
 

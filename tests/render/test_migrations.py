@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from chart import container, env_sources, pod_spec, render_chart
+from harness.objects import container, env_sources, pod_spec
+from harness.render import render_chart
 
 JOB = "agentforge-migrate"
 
@@ -52,7 +53,7 @@ class TestHook:
         assert env["DB_PORT"] == "5432"
 
     def test_wait_names_a_user(self, default_render):
-        """Without one, pg_isready under a uid the image does not know never tries (tests/test_real_servers.py)."""
+        """Without one, pg_isready under a uid the image does not know never tries (tests/servers/test_real_servers.py)."""
         wait = pod_spec(default_render.get("Job", JOB))["initContainers"][0]
         assert env_sources(default_render, default_render.get("Job", JOB), "wait-for-database")["PGUSER"] == (
             "Secret", "agentforge-secrets", "POSTGRES_USER")

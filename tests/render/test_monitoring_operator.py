@@ -1,43 +1,23 @@
 """Objects for a Prometheus Operator and a Grafana of your own: PodMonitors, ServiceMonitors, the sidecar dashboard.
 
-The PodMonitor and ServiceMonitor are validated against the CRD schemas vendored in tests/crds/ (the Kubernetes
+The PodMonitor and ServiceMonitor are validated against the CRD schemas vendored in tests/harness/crds/ (the Kubernetes
 schema check of the render harness skips CRD kinds), strictly: a field the CRD does not define is an error, as
 the API server's strict field validation makes it.
 """
 
 import copy
 import json
-from pathlib import Path
 
-import jsonschema
 import pytest
 
-from chart import closed_schema, load_yaml, render_chart, render_error
+from harness.monitoring import CRD_SCHEMAS, crd_errors
+from harness.render import render_chart, render_error
 
-CRDS = Path(__file__).resolve().parent / "crds"
 SCRAPED = ("backend", "data-collector")
 NOT_SCRAPED = (("Deployment", "agentforge-frontend"), ("Job", "agentforge-migrate"),
                ("Deployment", "agentforge-prometheus"), ("Deployment", "agentforge-grafana"))
 ALL_ON = {"monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True},
                          "dashboardConfigMap": {"enabled": True}}}
-
-
-def load_crds():
-    crds = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        crd = load_yaml(path.read_text())
-        for version in crd["spec"]["versions"]:
-            api_version = f"{crd['spec']['group']}/{version['name']}"
-            crds[(api_version, crd["spec"]["names"]["kind"])] = closed_schema(version["schema"]["openAPIV3Schema"])
-    return crds
-
-
-CRD_SCHEMAS = load_crds()
-
-
-def crd_errors(obj):
-    schema = CRD_SCHEMAS[(obj["apiVersion"], obj["kind"])]
-    return [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
 
 
 def pod_labels(objects, kind, name):
@@ -57,7 +37,7 @@ def all_on():
 def test_vendored_crds_present():
     assert set(CRD_SCHEMAS) == {("monitoring.coreos.com/v1", "PodMonitor"),
                                 ("monitoring.coreos.com/v1", "ServiceMonitor"),
-                                ("monitoring.coreos.com/v1", "PrometheusRule")}  # tests/test_alerts.py
+                                ("monitoring.coreos.com/v1", "PrometheusRule")}  # tests/render/test_alerts.py
 
 
 def test_all_off_by_default(default_render):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from netpol import Cluster, ContainerPort, External, Pod, pod_of, port_matches, selector_matches
+from harness.policy import Cluster, ContainerPort, External, Pod, pod_of, port_matches, selector_matches
 
 NAMESPACES = {"app": {"team": "a"}, "other": {"team": "b"}, "infra": {}}
 

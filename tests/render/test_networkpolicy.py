@@ -7,67 +7,24 @@ connections allowed; every other (source, destination, port) must be denied.
 
 import pytest
 
-from chart import render_chart, render_error
-from netpol import WORKLOAD_KINDS, AddressPool, Cluster, External, Pod, pod_of, pod_template
+from harness.policy import AddressPool, Cluster, External, Pod
+from harness.reachability import (
+    ALL_PORTS,
+    CHART_LABELS,
+    EXTERNAL_DB,
+    NAMESPACE,
+    RELEASE,
+    Scene,
+    merged,
+    release_pods,
+)
+from harness.render import render_chart, render_error
 
-RELEASE = NAMESPACE = "agentforge"
-CHART_LABELS = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": RELEASE}
-PORTS = {"frontend": 3000, "backend": 8000, "data-collector": 8001, "postgresql": 5432, "redis": 6379,
-         "prometheus": 9090, "grafana": 3000}
-ALL_PORTS = sorted(set(PORTS.values()))
-EXTERNAL_DB = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.com", "password": "pw"}}
 EXTERNAL_REDIS = {"redis": {"enabled": False}, "externalRedis": {"host": "redis.example.com"}}
 GATEWAY = {"httpRoute": {"enabled": True, "parentRef": {"name": "public", "namespace": "gateway-system"},
                           "sessionPersistence": {"providedByGateway": True}}}
 MONITORING_OFF = {"monitoring": {"enabled": False}}
 BACKUP = {"backup": {"enabled": True}}
-
-
-def outsiders(pool: AddressPool) -> list:
-    """Sources outside the release."""
-    return [
-        Pod("neighbour", NAMESPACE, {"app": "unrelated"}, pool.next()),
-        # A backend of another release of the chart, in the same namespace.
-        Pod("other-release", NAMESPACE, {**CHART_LABELS, "app.kubernetes.io/instance": "other",
-                                         "app.kubernetes.io/component": "backend"}, pool.next()),
-        # This release's backend labels, in another namespace.
-        Pod("other-namespace", "elsewhere", {**CHART_LABELS, "app.kubernetes.io/component": "backend"}, pool.next()),
-        Pod("ingress-controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx",
-                                                    "app.kubernetes.io/component": "controller"}, pool.next()),
-        Pod("ingress-neighbour", "ingress-nginx", {"app": "default-backend"}, pool.next()),
-        Pod("gateway", "gateway-system", {"gateway.networking.k8s.io/gateway-name": "public"}, pool.next()),
-        External("outside", "203.0.113.10"),
-    ]
-
-
-def release_pods(objects, pool: AddressPool) -> list[Pod]:
-    """One pod per component of the render, named after its component label. Workloads of one component (the
-    `helm test` pods) must carry the same labels: policies cannot tell them apart."""
-    pods: dict[str, Pod] = {}
-    for o in objects:
-        if o["kind"] in WORKLOAD_KINDS:
-            pod = pod_of(o, pool.next(), name=pod_template(o)["metadata"]["labels"]["app.kubernetes.io/component"])
-            if pod.name in pods:
-                assert pods[pod.name].labels == pod.labels, f"two workloads of {pod.name} with different labels"
-            pods.setdefault(pod.name, pod)
-    return list(pods.values())
-
-
-class Scene:
-    """A render, its pods, the outsiders and the policies, ready to ask."""
-
-    def __init__(self, values: dict, name: str = RELEASE):
-        self.objects = render_chart(values, name=name, namespace=NAMESPACE)
-        self.pool = AddressPool()
-        self.pods = release_pods(self.objects, self.pool)
-        self.outsiders = outsiders(self.pool)
-        self.cluster = Cluster(self.objects.of_kind("NetworkPolicy"))
-
-    def pod(self, name: str):
-        return next(p for p in self.pods + self.outsiders if p.name == name)
-
-    def matrix(self) -> set[tuple[str, str, int]]:
-        return self.cluster.reachability(self.pods + self.outsiders, self.pods, ALL_PORTS)
 
 
 # The default install. The seed's design note (its NetworkPolicy section and service-to-service table), narrowed to
@@ -124,14 +81,6 @@ GATEWAY_PATHS = {
     ("gateway", "frontend", 3000),
     ("gateway", "backend", 8000),
 }
-
-
-def merged(*parts: dict) -> dict:
-    out: dict = {}
-    for part in parts:
-        for key, value in part.items():
-            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
-    return out
 
 
 # The release behind ingress-nginx (the preset of the Ingress that earlier versions rendered by default), whose
@@ -404,7 +353,6 @@ class TestEgress:
         assert allowed(scene.pod("prometheus"), self.API_SERVER, 6443)
         assert not allowed(scene.pod("prometheus"), self.API_SERVER, 80)
         assert not allowed(scene.pod("backend"), self.LLM_API, 443), "no allowedCIDRs: no HTTPS"
-
 
 
 class TestCollectorEgress:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from chart import container, pod_spec, render_chart, render_error, volumes_by_mount
+from harness.objects import container, pod_spec, volumes_by_mount
+from harness.render import render_chart, render_error
 
 # values key: (how the claim is made, the object holding it) of every data claim at the defaults.
 CLAIMS = {

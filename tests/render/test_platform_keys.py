@@ -9,8 +9,9 @@ import json
 
 import pytest
 
-from chart import SCENARIOS, deep_merge, pod_spec, render_chart, render_error
-from chart import WORKLOADS as COMPONENT_WORKLOADS
+from harness.objects import WORKLOADS as COMPONENT_WORKLOADS
+from harness.objects import pod_spec
+from harness.render import SCENARIOS, deep_merge, render_chart, render_error
 
 # values key: (workload kind, object name, component label) of every component's workload.
 WORKLOADS = {key: (kind, f"agentforge-{component}", component)

@@ -6,17 +6,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chart import (
-    RenderError,
-    container,
-    deep_merge,
-    env_of,
-    env_sources,
-    pod_spec,
-    render_chart,
-    render_error,
-    volumes_by_mount,
-)
+from harness.objects import container, env_of, env_sources, pod_spec, volumes_by_mount
+from harness.render import RenderError, deep_merge, render_chart, render_error
 
 PG = "agentforge-postgresql"
 SELECTOR = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": "agentforge",
@@ -157,7 +148,7 @@ class TestSecurity:
 
 class TestServerConfig:
     """postgresql.config: a configuration file of the chart's that includes initdb's, and the connection budget the
-    chart checks against its max_connections (the server tier, tests/test_real_servers.py, runs the file)."""
+    chart checks against its max_connections (the server tier, tests/servers/test_real_servers.py, runs the file)."""
 
     def test_the_server_runs_the_charts_configuration_file(self, default_render):
         c = container(statefulset(default_render), "postgresql")

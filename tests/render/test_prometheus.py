@@ -1,88 +1,19 @@
 """Bundled Prometheus: pod discovery that sees every backend and data-collector pod, promtool, RBAC, storage."""
 
 import copy
-import re
 import subprocess
 
 import pytest
 import yaml
 
-from chart import TOOLS_BIN, container, load_yaml, pod_spec, render_chart, render_error
+from harness.monitoring import PROMETHEUS, PROMTOOL, app_job, prometheus_config, scrape_targets
+from harness.objects import container, pod_spec
+from harness.render import render_chart, render_error
 
-PROMETHEUS = "agentforge-prometheus"
-PROMTOOL = TOOLS_BIN / "promtool"
 SCRAPED = {"backend": 8000, "data-collector": 8001}
 
 
-def prometheus_config(objects, name=PROMETHEUS):
-    return load_yaml(objects.get("ConfigMap", name)["data"]["prometheus.yml"])
-
-
-def app_job(config):
-    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "agentforge"]
-    return job
-
-
 # --- A small model of Prometheus' target discovery and relabeling, enough to run the rendered rules. ---
-
-def sanitize(name):
-    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
-
-
-def pod_targets(workload, namespace, phase="Running", ip="10.1.2.3"):
-    """The targets kubernetes_sd_configs (role: pod) makes of a workload's pod: one per container port."""
-    template = workload["spec"]["template"]
-    pod_name = f"{workload['metadata']['name']}-abc12"
-    base = {
-        "__meta_kubernetes_namespace": namespace,
-        "__meta_kubernetes_pod_name": pod_name,
-        "__meta_kubernetes_pod_phase": phase,
-        "__meta_kubernetes_pod_ip": ip,
-    }
-    for key, value in template["metadata"]["labels"].items():
-        base[f"__meta_kubernetes_pod_label_{sanitize(key)}"] = value
-        base[f"__meta_kubernetes_pod_labelpresent_{sanitize(key)}"] = "true"
-    spec = pod_spec(workload)
-    for init, containers in ((False, spec["containers"]), (True, spec.get("initContainers", []))):
-        for c in containers:
-            labels = {**base, "__meta_kubernetes_pod_container_name": c["name"],
-                      "__meta_kubernetes_pod_container_init": str(init).lower()}
-            if not c.get("ports"):
-                yield {**labels, "__address__": ip}
-            for port in c.get("ports", []):
-                yield {**labels, "__address__": f"{ip}:{port['containerPort']}",
-                       "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
-                       "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
-                       "__meta_kubernetes_pod_container_port_protocol": port.get("protocol", "TCP")}
-
-
-def relabel(labels, rules):
-    """Prometheus relabel_configs (keep, drop, replace) over one label set; None when the target is dropped."""
-    labels = dict(labels)
-    for rule in rules:
-        action = rule.get("action", "replace")
-        value = rule.get("separator", ";").join(labels.get(name, "") for name in rule.get("source_labels", []))
-        match = re.fullmatch(rule.get("regex", "(.*)"), value)
-        if action == "keep" and not match or action == "drop" and match:
-            return None
-        if action == "replace" and match:
-            replacement = re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", rule.get("replacement", "$1"))
-            result = match.expand(replacement)
-            if result:
-                labels[rule["target_label"]] = result
-            else:
-                labels.pop(rule["target_label"], None)
-        elif action not in ("keep", "drop", "replace"):
-            raise NotImplementedError(action)
-    return labels
-
-
-def scrape_targets(job, workload, namespace, **kwargs):
-    """The targets a scrape job keeps from a workload's pod, after relabeling."""
-    defaults = {"job": job["job_name"], "__metrics_path__": job.get("metrics_path", "/metrics"),
-                "__scheme__": job.get("scheme", "http")}
-    kept = (relabel({**defaults, **t}, job["relabel_configs"]) for t in pod_targets(workload, namespace, **kwargs))
-    return [t for t in kept if t is not None]
 
 
 class TestScrapeTargets:
@@ -202,7 +133,7 @@ class TestPromtool:
     def test_check_config_passes(self, promtool, tmp_path, values, name, namespace):
         objects = render_chart(values, name=name, namespace=namespace)
         prefix = name if "agentforge" in name else f"{name}-agentforge"
-        # Every key of the ConfigMap, as the pod mounts it: prometheus.yml names alerts.yml (tests/test_alerts.py).
+        # Every key of the ConfigMap, as the pod mounts it: prometheus.yml names alerts.yml (tests/render/test_alerts.py).
         for key, text in objects.get("ConfigMap", f"{prefix}-prometheus")["data"].items():
             (tmp_path / key).write_text(text)
         path = tmp_path / "prometheus.yml"

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from chart import container, env_of, env_sources, pod_spec, render_chart, render_error, volumes_by_mount
+from harness.objects import container, env_of, env_sources, pod_spec, volumes_by_mount
+from harness.render import render_chart, render_error
 
 REDIS = "agentforge-redis"
 SELECTOR = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": "agentforge",

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chart import CHART, SCENARIOS, Manifests, component_name, deep_merge, load_yaml, pod_spec, render_chart
-from netpol import WORKLOAD_KINDS
+from harness.objects import component_name, pod_spec
+from harness.policy import WORKLOAD_KINDS
+from harness.render import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, render_chart
 
 VALUES = load_yaml((CHART / "values.yaml").read_text())
 # Components whose pods take extraEnv/extraVolumes from values (the migration Job takes the backend's).
@@ -25,7 +26,7 @@ EXTENSIBLE = ("backend", "frontend", "dataCollector", "postgresql", "redis", "pr
 # The keys a Secret named by secrets.existingSecret holds: every key the chart would generate (values.yaml).
 EXISTING_APP_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD", "DATABASE_URL",
                             "REDIS_URL"}
-# The app Secret from an external store (externalSecrets.enabled, tests/test_external_secrets.py), in each topology
+# The app Secret from an external store (externalSecrets.enabled, tests/render/test_external_secrets.py), in each topology
 # of the servers: `data` maps the keys the chart requires there, and nothing else.
 EXTERNAL_SERVERS = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.net"},
                     "redis": {"enabled": False}, "externalRedis": {"host": "cache.example.net"}}

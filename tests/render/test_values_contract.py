@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from chart import (
+from harness.render import (
     CHART,
     HELM,
     HELM_OLDEST,

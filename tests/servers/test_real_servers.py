@@ -22,9 +22,10 @@ import asyncpg
 import pytest
 import redis
 
-import servers
-from chart import container, deep_merge, render_chart, render_error
-from servers import (
+from harness import servers
+from harness.objects import container
+from harness.render import deep_merge, render_chart, render_error
+from harness.servers import (
     IS_ROOT,
     STOP_TIMEOUT,
     PostgresServer,
@@ -35,8 +36,6 @@ from servers import (
     rendered_servers,
     wait_until,
 )
-
-pytestmark = pytest.mark.servers
 
 PASSWORD = "p@ss:w/rd%?#+ &=é"
 # postgresql.config: a limit above the backend's worst case (79 at the defaults), a size, a string that needs quoting.

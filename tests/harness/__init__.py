@@ -1,0 +1,1 @@
+"""The test-support package: what every tier builds on (see docs/testing.md)."""
