@@ -140,8 +140,8 @@ class Release:
 
     def dashboard_queries(self) -> list[str]:
         """Every PromQL expression of the rendered AgentForge dashboard on the app's metrics: the "Data stores" row
-        reads the exporters' series (servers.EXPORTER_SERIES), which tests/servers/test_exporters.py checks against the real
-        exporters."""
+        reads the exporters' series (servers.EXPORTER_SERIES), which tests/servers/test_exporters.py checks against
+        the real exporters."""
         exporters = set().union(*servers.EXPORTER_SERIES.values())
         for cm in self.objects.of_kind("ConfigMap"):
             for key, text in cm.get("data", {}).items():
@@ -237,8 +237,8 @@ def distinct_scenarios(component: str, *containers: str) -> list[str]:
 class Stack:
     """Real servers and sandboxed containers for one release; `close` stops everything it started.
 
-    Each pod reaches only the upstreams the rendered NetworkPolicies let it reach (tests/harness/policy.py's evaluator, with
-    the pods of the render and the external servers at an address in their configured CIDR): the application's own
+    Each pod reaches only the upstreams the rendered NetworkPolicies let it reach (harness.policy's evaluator, with the
+    pods of the render and the external servers at an address in their configured CIDR): the application's own
     connections prove the policies allow what it needs."""
 
     def __init__(self, rel: Release):

@@ -30,8 +30,8 @@ from harness.render import ROOT, Manifests
 
 START_TIMEOUT = 30
 # The series of the data stores' exporters (postgresql.metrics, redis.metrics) that the dashboard's "Data stores" row
-# and the alerts read (tests/servers/test_grafana.py, tests/servers/test_exporters.py): tests/servers/test_exporters.py checks that the real
-# exporters serve each.
+# and the alerts read (tests/render/test_grafana.py, tests/render/test_alerts.py): tests/servers/test_exporters.py
+# checks that the real exporters serve each.
 EXPORTER_SERIES = {
     "postgresql": {"pg_up", "pg_stat_activity_count", "pg_settings_max_connections"},
     "redis": {"redis_up", "redis_connected_clients", "redis_config_maxclients", "redis_memory_used_bytes",

@@ -53,7 +53,8 @@ class TestHook:
         assert env["DB_PORT"] == "5432"
 
     def test_wait_names_a_user(self, default_render):
-        """Without one, pg_isready under a uid the image does not know never tries (tests/servers/test_real_servers.py)."""
+        """Without one, pg_isready under a uid the image does not know never tries
+        (tests/servers/test_real_servers.py)."""
         wait = pod_spec(default_render.get("Job", JOB))["initContainers"][0]
         assert env_sources(default_render, default_render.get("Job", JOB), "wait-for-database")["PGUSER"] == (
             "Secret", "agentforge-secrets", "POSTGRES_USER")

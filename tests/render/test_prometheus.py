@@ -133,7 +133,7 @@ class TestPromtool:
     def test_check_config_passes(self, promtool, tmp_path, values, name, namespace):
         objects = render_chart(values, name=name, namespace=namespace)
         prefix = name if "agentforge" in name else f"{name}-agentforge"
-        # Every key of the ConfigMap, as the pod mounts it: prometheus.yml names alerts.yml (tests/render/test_alerts.py).
+        # Every key of the ConfigMap, as the pod mounts it: prometheus.yml names alerts.yml (test_alerts.py).
         for key, text in objects.get("ConfigMap", f"{prefix}-prometheus")["data"].items():
             (tmp_path / key).write_text(text)
         path = tmp_path / "prometheus.yml"

@@ -26,8 +26,8 @@ EXTENSIBLE = ("backend", "frontend", "dataCollector", "postgresql", "redis", "pr
 # The keys a Secret named by secrets.existingSecret holds: every key the chart would generate (values.yaml).
 EXISTING_APP_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD", "DATABASE_URL",
                             "REDIS_URL"}
-# The app Secret from an external store (externalSecrets.enabled, tests/render/test_external_secrets.py), in each topology
-# of the servers: `data` maps the keys the chart requires there, and nothing else.
+# The app Secret from an external store (externalSecrets.enabled, test_external_secrets.py), in each topology of
+# the servers: `data` maps the keys the chart requires there, and nothing else.
 EXTERNAL_SERVERS = {"postgresql": {"enabled": False}, "externalDatabase": {"host": "db.example.net"},
                     "redis": {"enabled": False}, "externalRedis": {"host": "cache.example.net"}}
 EXTERNAL_SECRETS_TOPOLOGIES = {
