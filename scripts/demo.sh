@@ -19,6 +19,10 @@
 #
 # Usage: demo.sh [up|down]
 set -euo pipefail
+# helm takes its cluster from HELM_KUBECONTEXT, HELM_KUBEAPISERVER, HELM_KUBETOKEN and the other HELM_KUBE* variables
+# before the kubeconfig: none may send helm elsewhere than the context this script shows, checks and passes to every
+# helm and kubectl call.
+unset "${!HELM_KUBE@}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RELEASE=${RELEASE:-agentforge}
 NAMESPACE=${NAMESPACE:-agentforge}
@@ -69,7 +73,7 @@ start_node() {
 
 # The API from this machine: the backend Service's ClusterIP (kube-proxy routes it to a pod).
 backend_url() {
-  printf 'http://%s:8000' "$("$KUBECTL" get service "$RELEASE-backend" --namespace "$NAMESPACE" \
+  printf 'http://%s:8000' "$("$KUBECTL" "${kube[@]}" get service "$RELEASE-backend" --namespace "$NAMESPACE" \
     -o jsonpath='{.spec.clusterIP}')"
 }
 
@@ -123,7 +127,7 @@ EOF
 }
 
 how_to_open() {
-  "$KUBECTL" get pods --namespace "$NAMESPACE" \
+  "$KUBECTL" "${kube[@]}" get pods --namespace "$NAMESPACE" \
     -o jsonpath='{range .items[*]}{range .status.containerStatuses[*]}{.containerID}{"\n"}{end}{end}' |
     awk -F:// 'NF == 2 {n[$1]++} END {for (r in n) printf "== %d containers, run by %s\n", n[r], r}'
   echo "== helm test passed: the backend answers through its Service, the frontend's bundle calls http://localhost:8000"
@@ -159,6 +163,11 @@ up() {
       ;;
     *) echo "AGENTFORGE_DEMO_CLUSTER=$MODE: unknown (node, the default; kwok; current)" >&2; exit 2 ;;
   esac
+  if [[ $MODE != current ]]; then  # the cluster this script started, by its own kubeconfig and context
+    context=$("$KUBECTL" --kubeconfig "$KUBECONFIG" config current-context)
+    kube=(--kubeconfig "$KUBECONFIG" --context "$context")
+    helm_kube=(--kubeconfig "$KUBECONFIG" --kube-context "$context")
+  fi
 
   # The namespace enforces the Pod Security Standard "restricted", which every pod of the chart meets.
   "$KUBECTL" "${kube[@]}" create namespace "$NAMESPACE" --dry-run=client --output yaml |
@@ -174,7 +183,7 @@ up() {
   phase "installed"
   if [[ $MODE == node ]]; then
     phase "helm test $RELEASE"
-    run helm-test "$HELM" test "$RELEASE" --namespace "$NAMESPACE" --logs
+    run helm-test "$HELM" "${helm_kube[@]}" test "$RELEASE" --namespace "$NAMESPACE" --logs
     phase "registering the first user"
     first_user
   fi
