@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the app-conformance tier (tests/test_app_*.py, marker `app`) runs, from the AgentForge source
+# Installs what the app-conformance tier (tests/app/, marker `app`) runs, from the AgentForge source
 # (AGENTFORGE_SRC, default ../shared/agentforge-src) into the git-ignored .tools/app/:
 #   backend/, data-collector/  a virtualenv each, from the component's requirements.txt, constrained to the
 #                              versions pinned in scripts/app-requirements/ (the two pin different httpx versions)

@@ -75,11 +75,12 @@ def cli(kube_config):
 
 
 @pytest.fixture(scope="session")
-def k8s(kube_config):
+def k8s(cli):
     """The official kubernetes client, bound to the test cluster."""
     from kubernetes import client, config
 
-    return client.CoreV1Api(config.new_client_from_config(config_file=kube_config))
+    return client.CoreV1Api(config.new_client_from_config(config_file=cli.target.kubeconfig,
+                                                          context=cli.target.context))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -20,6 +20,7 @@ import yaml
 from harness.cluster import (
     ANY_CLUSTER,
     RESTRICTED,
+    Cli,
     NotOurCluster,
     component_objects,
     is_local_cluster,
@@ -28,7 +29,7 @@ from harness.cluster import (
     template_hashes,
     wait_for,
 )
-from harness.render import CHART, ROOT, load_yaml
+from harness.render import CHART, HELM, ROOT, load_yaml
 
 RELEASE = "agentforge"
 SECRET = "agentforge-secrets"
@@ -176,9 +177,32 @@ def test_the_tier_refuses_another_cluster_with_a_usage_message(kube_config, tmp_
     other = another_cluster(tmp_path / "other", server="https://127.0.0.1:1")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", ANY_CLUSTER))}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           "-q", "tests/test_e2e_install.py::test_namespace_enforces_restricted"],
+                           "-q", "tests/e2e/test_e2e_install.py::test_namespace_enforces_restricted"],
                           cwd=ROOT, env={**env, "KUBECONFIG": other}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 error" in proc.stdout, proc.stdout
     assert f"KUBECONFIG={other} is not the local cluster" in proc.stdout, proc.stdout
     assert f"Set {ANY_CLUSTER}=1 to run it on that cluster anyway" in proc.stdout, proc.stdout
+
+
+def test_helm_kube_variables_cannot_redirect_the_tier(kube_config, tmp_path, monkeypatch):
+    """HELM_KUBECONTEXT and HELM_KUBEAPISERVER exported toward another cluster (a server that does not answer) and a
+    KUBECONFIG list that merges it after the local one: the tier's helm and kubectl still reach the local cluster,
+    where helm given that environment as it is would not."""
+    prod = tmp_path / "prod"
+    prod.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+        "clusters": [{"name": "prod", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "prod", "user": {"token": "t"}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}]}))
+    merged = f"{kube_config}{os.pathsep}{prod}"
+    monkeypatch.delenv(ANY_CLUSTER, raising=False)
+    monkeypatch.setenv("HELM_KUBECONTEXT", "prod")
+    monkeypatch.setenv("HELM_KUBEAPISERVER", "https://127.0.0.1:1")
+    refuse_another_cluster(merged)  # the check reads the current context: the local cluster
+    cli = Cli(merged)
+    assert cli.helm("list", "--all-namespaces", "--output", "json", timeout=120).returncode == 0
+    assert cli.kubectl("get", "namespace", "kube-system", "--output", "name").stdout.strip() == "namespace/kube-system"
+    unpinned = subprocess.run([HELM, "list", "--all-namespaces"], env={**os.environ, "KUBECONFIG": merged},
+                              capture_output=True, text=True, timeout=120)
+    assert unpinned.returncode != 0 and "127.0.0.1:1" in unpinned.stderr, unpinned.stderr

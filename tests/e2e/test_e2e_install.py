@@ -3,7 +3,7 @@
 On the local kwok cluster no container runs: pods become Ready, and Job and test pods succeed, by simulation
 (scripts/kube/stages.yaml). "Available", "completed" and "passed" here prove that the API server admitted every
 object and pod and that Helm's ordering and waits hold, not that the containers work (the app tier runs those);
-tests/test_e2e_failures.py shows the same tests fail when the pods do."""
+tests/e2e/test_e2e_failures.py shows the same tests fail when the pods do."""
 
 import base64
 

@@ -1,7 +1,7 @@
 """End to end: helm upgrade runs the migration before the new backend, keeps every secret, and rolls back.
 
 On the local kwok cluster the migration Job's success is simulated (scripts/kube/stages.yaml): these tests prove the
-order of the hook and the rollout, not that alembic ran; tests/test_e2e_failures.py makes the Job fail."""
+order of the hook and the rollout, not that alembic ran; tests/e2e/test_e2e_failures.py makes the Job fail."""
 
 import time
 from datetime import datetime

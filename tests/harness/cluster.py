@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from harness.render import CHART, HELM, ROOT, TOOLS_BIN
+from harness.render import CHART, HELM, ROOT, TOOLS_BIN, without_helm_kube
 
 LOCAL_CLUSTER = ROOT / "scripts" / "kube" / "cluster.sh"
 KUBECTL = str(TOOLS_BIN / "kubectl")
@@ -20,6 +22,41 @@ RESTRICTED = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("e
 # Set to 1 to let the end-to-end tier use a cluster other than the local one (it creates namespaces af-e2e-* there
 # and labels, then unlabels, its nodes).
 ANY_CLUSTER = "AGENTFORGE_E2E_ANY_CLUSTER"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One cluster, as every helm and kubectl call of the harness names it: a kubeconfig file that holds only the
+    checked context (its cluster and user, flattened) and that context's name."""
+
+    kubeconfig: str
+    context: str
+
+    @property
+    def helm_args(self) -> list[str]:
+        return ["--kubeconfig", self.kubeconfig, "--kube-context", self.context]
+
+    @property
+    def kubectl_args(self) -> list[str]:
+        return ["--kubeconfig", self.kubeconfig, "--context", self.context]
+
+
+def pin(config: str) -> Target:
+    """The current context of `config` (a path, or a KUBECONFIG list of paths), the one the cluster checks read,
+    written alone to a file of its own: given with --kubeconfig and --kube-context (--context), it is the cluster
+    helm and kubectl reach, whatever else KUBECONFIG merges or the environment says."""
+    proc = subprocess.run([KUBECTL, "config", "view", "--minify", "--flatten", "--output", "json"],
+                          env={**without_helm_kube(os.environ), "KUBECONFIG": config}, capture_output=True, text=True,
+                          timeout=60)
+    if proc.returncode != 0:
+        raise NotOurCluster(f"KUBECONFIG={config}: kubectl cannot read its current context: {proc.stderr.strip()}")
+    document = json.loads(proc.stdout)
+    text = json.dumps(document, sort_keys=True)
+    path = ROOT / ".cluster" / f"pinned-{hashlib.sha256(text.encode()).hexdigest()[:16]}.kubeconfig"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)  # JSON is YAML
+    path.chmod(0o600)
+    return Target(str(path), document["current-context"])
 
 
 class NotOurCluster(Exception):
@@ -84,10 +121,13 @@ def kubeconfig() -> str:
 
 
 class Cli:
-    """helm and kubectl bound to one kubeconfig; failures raise with their stderr."""
+    """helm and kubectl bound to the current context of one kubeconfig (pinned: every call names that file and
+    context, and helm sees no HELM_KUBE* variable); failures raise with their stderr."""
 
     def __init__(self, config: str):
-        self.env = {**os.environ, "KUBECONFIG": config, "HELM_CACHE_HOME": str(ROOT / ".cluster" / "helm-cache"),
+        self.target = pin(config)
+        self.env = {**without_helm_kube(os.environ), "KUBECONFIG": self.target.kubeconfig,
+                    "HELM_CACHE_HOME": str(ROOT / ".cluster" / "helm-cache"),
                     "HELM_CONFIG_HOME": str(ROOT / ".cluster" / "helm-config")}
 
     def run(self, binary: str, *args: str, check: bool = True, timeout: int = 600,
@@ -99,10 +139,10 @@ class Cli:
         return proc
 
     def helm(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return self.run(HELM, *args, **kwargs)
+        return self.run(HELM, *self.target.helm_args, *args, **kwargs)
 
     def kubectl(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return self.run(KUBECTL, *args, **kwargs)
+        return self.run(KUBECTL, *self.target.kubectl_args, *args, **kwargs)
 
     def get(self, namespace: str, *what: str) -> dict:
         return json.loads(self.kubectl("get", *what, "--namespace", namespace, "--output", "json").stdout)

@@ -84,9 +84,19 @@ class Manifests(list):
         return {(o["kind"], o["metadata"]["name"]) for o in self}
 
 
+# helm takes its cluster from these before any kubeconfig (HELM_KUBECONTEXT, HELM_KUBEAPISERVER, HELM_KUBETOKEN,
+# HELM_KUBECAFILE, HELM_KUBEASUSER, ...): no helm the harness runs sees one.
+HELM_KUBE_PREFIX = "HELM_KUBE"
+
+
+def without_helm_kube(env: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if not name.startswith(HELM_KUBE_PREFIX)}
+
+
 def helm(*args: str, binary: str = HELM, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The helm CLI, without HELM_KUBE* in its environment; RenderError when it fails (with check)."""
     cmd = [binary, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=without_helm_kube(os.environ))
     if check and proc.returncode != 0:
         raise RenderError(cmd, proc.stderr)
     return proc

@@ -99,8 +99,8 @@ def test_backup_job_dump_reader_and_restore(real_cli, real_release, record_prope
         listing = run_readme(real_cli, read_cmds[2]).stdout
         assert dump in listing and str(size) in listing, listing
         copy, target = read_cmds[3].split(" > ")
-        copied = subprocess.run([KUBECTL, *shlex.split(copy)[1:]], env=real_cli.env, capture_output=True,
-                                timeout=300, check=True).stdout
+        copied = subprocess.run([KUBECTL, *real_cli.target.kubectl_args, *shlex.split(copy)[1:]], env=real_cli.env,
+                                capture_output=True, timeout=300, check=True).stdout
         assert target == dump and len(copied) == size and copied.startswith(b"PGDMP"), (target, len(copied))
         (tmp_path / dump).write_bytes(copied)
 
