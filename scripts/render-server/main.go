@@ -3,16 +3,16 @@
 //
 // One JSON request per stdin line, one JSON reply per stdout line. A render takes the code path of the helm
 // CLI's template command (action.Install with a client-side dry run, Replace, hooks appended in the CLI's
-// format), from the helm module this go.mod pins (the same version as scripts/versions.env's HELM_VERSION),
-// but for helm's values-schema check: helm runs it only for values the server's compiled copy of the schema
-// refuses (see loadedChart.valid), so its message is helm's and its verdict the same library's.
+// format), values-schema validation included, from the helm module this go.mod pins (the same version as
+// scripts/versions.env's HELM_VERSION), linked with the CLI's flags (scripts/install-tools.sh), so that
+// .Capabilities is the CLI's. The one difference: a chart is read from disk once and kept while its files do not
+// change (see loadedChart), where the CLI reads it for each render.
 // With "validate", every object is validated by kubeconform's validator (pinned here as well) against the
 // strict schemas of each listed Kubernetes version, from the schema folder given as the only argument.
 package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -25,12 +25,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/yannh/kubeconform/pkg/resource"
 	"github.com/yannh/kubeconform/pkg/validator"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	valuesloader "helm.sh/helm/v4/pkg/chart/v2/loader"
@@ -69,9 +67,6 @@ type reply struct {
 type loadedChart struct {
 	stamp string
 	chart *chart.Chart
-	// The chart's values.schema.json compiled as helm compiles it (nil: no schema, one that refers outside itself,
-	// or a chart that is not kept). Helm compiles it for each render, over 20 ms; the server compiles it once.
-	schema *jsonschema.Schema
 }
 
 // Charts kept by path. Only charts without dependencies are kept: an install removes a parent chart's disabled
@@ -114,7 +109,6 @@ func load(path string) (loadedChart, error) {
 	c := loadedChart{stamp: st, chart: ch}
 	delete(charts, path)
 	if len(ch.Metadata.Dependencies) == 0 && len(ch.Dependencies()) == 0 {
-		c.schema = compileSchema(ch.Schema)
 		charts[path] = c
 	}
 	return c, nil
@@ -131,7 +125,6 @@ func render(req request) (string, error) {
 	}
 	ch := c.chart
 	client := action.NewInstall(action.NewConfiguration())
-	client.SkipSchemaValidation = c.valid(vals)
 	client.DryRunStrategy = action.DryRunClient
 	client.ReleaseName = req.Name
 	client.Namespace = req.Namespace
@@ -154,46 +147,6 @@ func render(req request) (string, error) {
 		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
 	}
 	return b.String(), nil
-}
-
-// compileSchema compiles a values schema as helm's ValidateAgainstSingleSchema does (the same library, parser and
-// resource name); nil when there is none, or when it refers to anything outside itself (a file, a URL, a URN): that
-// could change while the chart's files do not, and helm then validates on its own.
-func compileSchema(schemaJSON []byte) *jsonschema.Schema {
-	if schemaJSON == nil {
-		return nil
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemaJSON))
-	if err != nil {
-		return nil
-	}
-	compiler := jsonschema.NewCompiler()
-	compiler.UseLoader(jsonschema.SchemeURLLoader{}) // no scheme: every $ref outside the schema fails to compile
-	if compiler.AddResource("file:///values.schema.json", doc) != nil {
-		return nil
-	}
-	schema, err := compiler.Compile("file:///values.schema.json")
-	if err != nil {
-		return nil
-	}
-	return schema
-}
-
-// valid tells whether helm will find the values valid: the schema helm validates against, compiled once, and the
-// values it validates (the chart's defaults coalesced with the given ones, as helm's ToRenderValues does). Helm's
-// own validation is skipped only for values found valid; values it would refuse still go through it, so the
-// message is helm's.
-func (c loadedChart) valid(vals map[string]any) (ok bool) {
-	if c.schema == nil {
-		return false
-	}
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	coalesced, err := util.CoalesceValues(c.chart, vals)
-	return err == nil && c.schema.Validate(coalesced.AsMap()) == nil
 }
 
 type validators struct {
@@ -275,7 +228,7 @@ func documents(manifest string) ([]string, error) {
 }
 
 // converted holds each document converted so far, by content: renders of one release repeat most documents. It
-// is emptied when it reaches maxConverted documents (a render tier converts about 7,500 a server, 16 MB).
+// is emptied when it reaches maxConverted documents, which bounds its memory.
 var converted = map[[sha256.Size]byte]json.RawMessage{}
 
 const maxConverted = 50000
@@ -310,7 +263,7 @@ func main() {
 		os.Exit(2)
 	}
 	// A render allocates much and keeps little: garbage is collected only when the heap reaches 512 MiB, rather
-	// than each time it grows fourfold (GOGC=400): about 5 % less CPU a render.
+	// than each time it grows fourfold (GOGC=400): fewer collections, each of a heap that is mostly garbage.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(512 << 20)
 	vals := &validators{schemas: os.Args[1], byKey: map[string]validator.Validator{}, valid: map[[sha256.Size]byte]struct{}{}}

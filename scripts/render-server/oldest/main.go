@@ -4,8 +4,8 @@
 // The protocol is render-server's (one JSON request per stdin line, one JSON reply per stdout line), reduced to
 // rendering: {"chart", "name", "namespace", "kube_version", "values"} -> {"manifest"} or {"error"}. It takes the
 // code path of that Helm's template command (action.Install, DryRun, ClientOnly, Replace), from the helm module
-// this go.mod pins (scripts/versions.env's HELM_OLDEST_VERSION), built with the same default Kubernetes version
-// as .tools/bin/helm-oldest.
+// this go.mod pins (scripts/versions.env's HELM_OLDEST_VERSION), linked with the flags of .tools/bin/helm-oldest
+// (scripts/install-tools.sh: its version and default Kubernetes version), so that .Capabilities is that CLI's.
 package main
 
 import (
