@@ -172,50 +172,45 @@ main() {
   local what=${1:-all}
   command -v go >/dev/null || { log "go is required (Go toolchain with the module proxy)"; exit 1; }
   local kube="bash $ROOT/scripts/kube/build.sh"
-  # Seconds each step took in a cold build on 2 cores (empty .tools/ and Go build cache, download caches kept), shown
-  # while a step builds. render-servers and ct reuse packages helm and helm3 compiled before them. containerd and
-  # kube-router were timed while other builds shared the cores. Not timed: the six Kubernetes binaries together (0),
-  # kubectl alone, and the Debian packages.
-  local -A cold=([kubernetes]=0 [helm]=281 [python]=55 [helm3]=402 [render-servers]=12 [promtool]=377
-    [registry]=144 [checkov]=73 [ct]=8 [etcd]=53 [kwok]=169 [app]=167 [test-servers]=0 [kubectl]=0
-    [containerd]=231 [kube-router]=407)
+  # No duration is shown beside a step that builds (COLD_SECONDS 0): a figure written here would be a measurement of
+  # another machine and day. steps.sh records every step's elapsed time in .tools/logs/durations.tsv.
   local k8s_what="kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy $KUBERNETES_VERSION"
   # Longest first: with two at a time, the control plane builds while the shorter steps take turns beside it.
   case $what in
     demo)
-      step kubernetes "$k8s_what" "${cold[kubernetes]}" $kube kubernetes
-      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
-      step containerd "containerd $CONTAINERD_VERSION" "${cold[containerd]}" $kube containerd
-      step kube-router "kube-router $KUBE_ROUTER_VERSION" "${cold[kube-router]}" $kube kube-router
-      step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
+      step kubernetes "$k8s_what" 0 $kube kubernetes
+      step helm "helm $HELM_VERSION" 0 build_helm
+      step containerd "containerd $CONTAINERD_VERSION" 0 $kube containerd
+      step kube-router "kube-router $KUBE_ROUTER_VERSION" 0 $kube kube-router
+      step etcd "etcd $ETCD_VERSION" 0 $kube etcd
       ;;
     demo-kwok)
-      step kubernetes "$k8s_what" "${cold[kubernetes]}" $kube kubernetes
-      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
-      step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
-      step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
+      step kubernetes "$k8s_what" 0 $kube kubernetes
+      step helm "helm $HELM_VERSION" 0 build_helm
+      step etcd "etcd $ETCD_VERSION" 0 $kube etcd
+      step kwok "kwok and kwokctl $KWOK_VERSION" 0 $kube kwok
       ;;
     demo-kubectl)
-      step kubectl "kubectl $KUBERNETES_VERSION" "${cold[kubectl]}" $kube kubectl
-      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
+      step kubectl "kubectl $KUBERNETES_VERSION" 0 $kube kubectl
+      step helm "helm $HELM_VERSION" 0 build_helm
       ;;
     all)
-      step kubernetes "$k8s_what" "${cold[kubernetes]}" $kube kubernetes
-      step helm "helm $HELM_VERSION" "${cold[helm]}" build_helm
-      step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" "${cold[python]}" python_tools
-      step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" "${cold[helm3]}" build_helm3
-      step render-servers "the render servers (helm's template code and kubeconform)" "${cold[render-servers]}" build_render_servers
-      step promtool "promtool $PROMETHEUS_VERSION" "${cold[promtool]}" build_promtool
-      step registry "the OCI registry $DISTRIBUTION_VERSION" "${cold[registry]}" build_registry
-      step checkov "checkov $CHECKOV_VERSION" "${cold[checkov]}" checkov_env
-      step ct "chart-testing (ct) $CHART_TESTING_VERSION" "${cold[ct]}" build_ct
-      step etcd "etcd $ETCD_VERSION" "${cold[etcd]}" $kube etcd
-      step kwok "kwok and kwokctl $KWOK_VERSION" "${cold[kwok]}" $kube kwok
-      step containerd "containerd $CONTAINERD_VERSION" "${cold[containerd]}" $kube containerd
-      step kube-router "kube-router $KUBE_ROUTER_VERSION" "${cold[kube-router]}" $kube kube-router
-      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl, Chromium (Debian packages)" "${cold[test-servers]}" \
+      step kubernetes "$k8s_what" 0 $kube kubernetes
+      step helm "helm $HELM_VERSION" 0 build_helm
+      step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" 0 python_tools
+      step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" 0 build_helm3
+      step render-servers "the render servers (helm's template code and kubeconform)" 0 build_render_servers
+      step promtool "promtool $PROMETHEUS_VERSION" 0 build_promtool
+      step registry "the OCI registry $DISTRIBUTION_VERSION" 0 build_registry
+      step checkov "checkov $CHECKOV_VERSION" 0 checkov_env
+      step ct "chart-testing (ct) $CHART_TESTING_VERSION" 0 build_ct
+      step etcd "etcd $ETCD_VERSION" 0 $kube etcd
+      step kwok "kwok and kwokctl $KWOK_VERSION" 0 $kube kwok
+      step containerd "containerd $CONTAINERD_VERSION" 0 $kube containerd
+      step kube-router "kube-router $KUBE_ROUTER_VERSION" 0 $kube kube-router
+      step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl, Chromium (Debian packages)" 0 \
         bash "$ROOT/scripts/install-test-servers.sh"
-      step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" "${cold[app]}" bash "$ROOT/scripts/install-app.sh"
+      step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" 0 bash "$ROOT/scripts/install-app.sh"
       ;;
     *) log "unknown selection '$what': all, demo, demo-kwok or demo-kubectl"; exit 2 ;;
   esac
