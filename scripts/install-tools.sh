@@ -3,6 +3,9 @@
 # A second run reuses what is there. Only package registries are used (Go module proxy, PyPI, Debian).
 #
 #   install-tools.sh [all]           everything `make test` uses (`make tools`)
+#   install-tools.sh render          what the render tier (`make test-render`) uses: helm, helm 3 and the oldest helms,
+#                                    the render servers, .venv and the Kubernetes schemas, promtool, checkov, ct,
+#                                    kubectl, and the Go modules whose CRDs the tier validates against
 #   install-tools.sh demo            what `make demo` uses: helm, the control plane, kubelet, kube-proxy, containerd,
 #                                    kube-router (the images are `make images`)
 #   install-tools.sh demo-kwok       what `make demo` on the simulated cluster uses: helm, the control plane, kwok
@@ -163,6 +166,13 @@ build_ct() {
   ln -sfn "$etc" "$TOOLS/ct-etc"
 }
 
+# The Go modules (in the module cache) whose CustomResourceDefinitions the render tier validates objects against
+# (tests/harness/crdschema.py downloads each on first use; here they are fetched ahead, with the other tools).
+crd_modules() {
+  go mod download github.com/cert-manager/cert-manager@"$CERT_MANAGER_VERSION" \
+    github.com/external-secrets/external-secrets@"$EXTERNAL_SECRETS_VERSION" github.com/traefik/traefik/v3@"$TRAEFIK_VERSION"
+}
+
 python_tools() {
   python_env
   kube_schemas
@@ -194,6 +204,17 @@ main() {
       step kubectl "kubectl $KUBERNETES_VERSION" 0 $kube kubectl
       step helm "helm $HELM_VERSION" 0 build_helm
       ;;
+    render)
+      step helm "helm $HELM_VERSION" 0 build_helm
+      step helm3 "helm $HELM3_VERSION, $HELM_OLDEST_VERSION and $HELM_BELOW_OLDEST_VERSION" 0 build_helm3
+      step python ".venv (pytest, pinned in pyproject.toml) and the Kubernetes schemas" 0 python_tools
+      step promtool "promtool $PROMETHEUS_VERSION" 0 build_promtool
+      step render-servers "the render servers (helm's template code and kubeconform)" 0 build_render_servers
+      step checkov "checkov $CHECKOV_VERSION" 0 checkov_env
+      step ct "chart-testing (ct) $CHART_TESTING_VERSION" 0 build_ct
+      step kubectl "kubectl $KUBERNETES_VERSION" 0 $kube kubectl
+      step crd-modules "the Go modules of cert-manager, External Secrets and Traefik (their CRDs)" 0 crd_modules
+      ;;
     all)
       step kubernetes "$k8s_what" 0 $kube kubernetes
       step helm "helm $HELM_VERSION" 0 build_helm
@@ -210,9 +231,10 @@ main() {
       step kube-router "kube-router $KUBE_ROUTER_VERSION" 0 $kube kube-router
       step test-servers "PostgreSQL, Redis, bubblewrap, gnupg, curl, Chromium (Debian packages)" 0 \
         bash "$ROOT/scripts/install-test-servers.sh"
+      step crd-modules "the Go modules of cert-manager, External Secrets and Traefik (their CRDs)" 0 crd_modules
       step app "AgentForge's virtualenvs and frontend build (AGENTFORGE_SRC)" 0 bash "$ROOT/scripts/install-app.sh"
       ;;
-    *) log "unknown selection '$what': all, demo, demo-kwok or demo-kubectl"; exit 2 ;;
+    *) log "unknown selection '$what': all, render, demo, demo-kwok or demo-kubectl"; exit 2 ;;
   esac
   steps_wait
 }
