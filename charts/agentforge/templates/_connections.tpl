@@ -12,7 +12,7 @@ alone (redis.asyncio.Redis.from_url, gateway/rate_limiter.py). The data collecto
 {{/* Container port of each component: a fact of its image. */}}
 {{- define "agentforge.port" -}}
 {{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 "postgresql-metrics" 9187 "redis-metrics" 9121 -}}
-{{- required (printf "no port is known for component %q" .) (get $ports .) -}}
+{{- get $ports . -}}
 {{- end -}}
 
 {{/* Fully qualified in-cluster hostname of a component's Service. */}}
@@ -41,7 +41,7 @@ host: {{ include "agentforge.host" (list . "postgresql") }}
 port: {{ include "agentforge.port" "postgresql" }}
 database: {{ .Values.postgresql.auth.database }}
 {{- else -}}
-host: {{ required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host }}
+host: {{ .Values.externalDatabase.host }}
 port: {{ .Values.externalDatabase.port }}
 database: {{ .Values.externalDatabase.database }}
 {{- end -}}
@@ -54,7 +54,7 @@ host: {{ include "agentforge.host" (list . "redis") }}
 port: {{ include "agentforge.port" "redis" }}
 database: 0
 {{- else -}}
-host: {{ required "externalRedis.host is required when redis.enabled is false" .Values.externalRedis.host }}
+host: {{ .Values.externalRedis.host }}
 port: {{ .Values.externalRedis.port }}
 database: {{ .Values.externalRedis.database }}
 {{- end -}}

@@ -1,6 +1,6 @@
 {{/*
 Extension points of the values: extra* values rendered with tpl, extra containers held to Pod Security
-"restricted", and the look-up of a variable set in extraEnv.
+"restricted" (the Pod Security enforcer), and the look-up of a variable set in extraEnv.
 */}}
 
 {{/*
@@ -21,23 +21,26 @@ to render it.
 {{- end -}}
 
 {{/*
-Extra containers of a pod, as a YAML list (empty when there are none): (dict "root" $ "path" "backend.extraContainers"
-"containers" LIST "securityContext" .Values.<component>.containerSecurityContext "portName" PORT-NAME "module"
-ASGI-MODULE). Each is rendered with tpl and gets the component's containerSecurityContext under its own
-securityContext. Refused, naming the container: one that breaks Pod Security "restricted"; one that declares a port
-named like the component's (the Service's targetPort, and the port Prometheus and the PodMonitors scrape by name); one
-whose command runs the component's own ASGI module (a second server process would split the state the one worker
-keeps in memory: WebSocket sessions, collections).
+Extra containers of a pod reviewed: (dict "root" $ "path" "backend.extraContainers" "containers" LIST
+"securityContext" .Values.<component>.containerSecurityContext "portName" PORT-NAME "module" ASGI-MODULE), as JSON
+{"containers": LIST, "error": MESSAGE}. Each container is rendered with tpl and gets the component's
+containerSecurityContext under its own securityContext. The error names the first container refused: one that does not
+render to a container; one that breaks Pod Security "restricted"; one that declares a port named like the component's
+(the Service's targetPort, and the port Prometheus and the PodMonitors scrape by name); one whose command runs the
+component's own ASGI module (a second server process would split the state the one worker keeps in memory: WebSocket
+sessions, collections). agentforge.validateValues reports the error; agentforge.extraContainers renders the list.
 */}}
-{{- define "agentforge.extraContainers" -}}
+{{- define "agentforge.extraContainers.review" -}}
 {{- $root := .root -}}
 {{- $out := list -}}
+{{- $error := "" -}}
 {{- range $i, $item := .containers -}}
+{{- if not $error -}}
 {{- $where := printf "%s[%d]" $.path $i -}}
 {{- $c := include "agentforge.tpl" (list $root $item) | fromYaml -}}
 {{- if hasKey $c "Error" -}}
-{{- fail (printf "%s does not render to a container: %s" $where $c.Error) -}}
-{{- end -}}
+{{- $error = printf "%s does not render to a container: %s" $where $c.Error -}}
+{{- else -}}
 {{- $where = printf "%s (%q)" $where (toString $c.name) -}}
 {{- $ctx := mergeOverwrite (deepCopy ($.securityContext | default dict)) ($c.securityContext | default dict) -}}
 {{- $caps := $ctx.capabilities | default dict -}}
@@ -74,20 +77,28 @@ keeps in memory: WebSocket sessions, collections).
 {{- end -}}
 {{- end -}}
 {{- with $problems -}}
-{{- fail (printf "%s breaks Pod Security \"restricted\": %s. Extra containers get the component's containerSecurityContext under their own securityContext: leave out what breaks it" $where (join "; " .)) -}}
+{{- $error = printf "%s breaks Pod Security \"restricted\": %s. Extra containers get the component's containerSecurityContext under their own securityContext: leave out what breaks it" $where (join "; " .) -}}
 {{- end -}}
 {{- range $c.ports -}}
-{{- if and $.portName (eq (toString .name) $.portName) -}}
-{{- fail (printf "%s declares a port named %q, the name of the component's own port: its Service, probes and metrics scraping address that port by name. Name it otherwise" $where .name) -}}
+{{- if and (not $error) $.portName (eq (toString .name) $.portName) -}}
+{{- $error = printf "%s declares a port named %q, the name of the component's own port: its Service, probes and metrics scraping address that port by name. Name it otherwise" $where .name -}}
 {{- end -}}
 {{- end -}}
 {{- $module := splitList ":" ($.module | default "") | first -}}
-{{- if and $module (contains $module (join " " (concat ($c.command | default list) ($c.args | default list)))) -}}
-{{- fail (printf "%s runs %s, the component's own application (server.module %q): the pod runs exactly one server process, in its own container, which holds the in-memory state (WebSocket sessions, collections); a second one would split it" $where $module $.module) -}}
+{{- if and (not $error) $module (contains $module (join " " (concat ($c.command | default list) ($c.args | default list)))) -}}
+{{- $error = printf "%s runs %s, the component's own application (server.module %q): the pod runs exactly one server process, in its own container, which holds the in-memory state (WebSocket sessions, collections); a second one would split it" $where $module $.module -}}
 {{- end -}}
 {{- $out = append $out (set $c "securityContext" $ctx) -}}
 {{- end -}}
-{{- with $out -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (dict "containers" $out "error" $error) -}}
+{{- end -}}
+
+{{/* Extra containers of a pod, as a YAML list (empty when there are none): the arguments of
+agentforge.extraContainers.review, which refuses what they must not do. */}}
+{{- define "agentforge.extraContainers" -}}
+{{- with (include "agentforge.extraContainers.review" . | fromJson).containers -}}
 {{- toYaml . -}}
 {{- end -}}
 {{- end -}}

@@ -3,21 +3,12 @@ Names of the release's objects. Component helpers take (list $ "component") wher
 component name used in object names and labels (backend, data-collector, ...).
 */}}
 
-{{/*
-Helpers: one per fact. Component helpers take (list $ "component") where "component" is the
-kebab-case component name used in object names and labels (backend, data-collector, ...).
-*/}}
-
 {{- define "agentforge.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Prefix of every object name: the release name, plus the chart name unless the release already holds it. */}}
 {{- define "agentforge.fullname" -}}
-{{- if not (hasKey .Values "_validated") -}}
-{{- $_ := set .Values "_validated" true -}}
-{{- include "agentforge.validateValues" . -}}
-{{- end -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}

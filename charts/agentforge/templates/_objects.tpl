@@ -94,17 +94,13 @@ spec:
 
 {{/*
 HorizontalPodAutoscaler of a component's Deployment, on CPU: (list $ "component" .Values.<component>.autoscaling).
-Refuses minReplicas above maxReplicas.
+agentforge.validateValues refuses minReplicas above maxReplicas.
 */}}
 {{- define "agentforge.hpa" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $autoscaling := index . 2 -}}
-{{- $path := printf "%s.autoscaling" ($component | replace "-" "_" | camelcase | untitle) -}}
 {{- if $autoscaling.enabled -}}
-{{- if gt ($autoscaling.minReplicas | int) ($autoscaling.maxReplicas | int) -}}
-{{- fail (printf "%s.minReplicas (%d) must not exceed %s.maxReplicas (%d)" $path ($autoscaling.minReplicas | int) $path ($autoscaling.maxReplicas | int)) -}}
-{{- end -}}
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
@@ -137,23 +133,15 @@ spec:
 {{- end -}}
 
 {{/*
-PodDisruptionBudget of a component: (list $ "component" .Values.<component>.pdb REPLICAS), with minAvailable or
-maxUnavailable, whichever is set (agentforge.validateValues refuses both, and neither).
-Refuses a minAvailable at or above the replica count, and a maxUnavailable of 0: such a budget blocks every node drain.
+PodDisruptionBudget of a component: (list $ "component" .Values.<component>.pdb), with minAvailable or
+maxUnavailable, whichever is set. agentforge.validateValues refuses both, and neither, and a budget that blocks every
+node drain (a minAvailable at or above the replica count, a maxUnavailable of 0).
 */}}
 {{- define "agentforge.pdb" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- $pdb := index . 2 -}}
-{{- $replicas := index . 3 | int -}}
-{{- $path := printf "%s.pdb" ($component | replace "-" "_" | camelcase | untitle) -}}
 {{- if $pdb.enabled }}
-{{- if and (not (kindIs "string" $pdb.minAvailable)) (ge ($pdb.minAvailable | int) $replicas) }}
-{{- fail (printf "%s.pdb.minAvailable (%d) must be below the %s replica count (%d): a budget that no eviction can satisfy blocks every node drain" ($component | replace "-" "_" | camelcase | untitle) ($pdb.minAvailable | int) $component $replicas) }}
-{{- end }}
-{{- if has (toString $pdb.maxUnavailable) (list "0" "0%") }}
-{{- fail (printf "%s.maxUnavailable (%v) must be at least 1 (or 1%%): a budget that allows no eviction blocks every node drain" $path $pdb.maxUnavailable) }}
-{{- end }}
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:

@@ -6,8 +6,8 @@ app Secret's keys as environment variables, and the checksums that roll pods whe
 {{/*
 A secret value: the value given in values, else the one in the live Secret (so upgrades never
 regenerate it), else the generated one. (dict "root" $ "secret" NAME "key" KEY "value" GIVEN "generated" NEW)
-With "immutable" REASON and "path" VALUES-KEY, a given value that differs from the live one is refused:
-the data already written depends on the live one.
+A given value that must not differ from the live one is refused by agentforge.validateValues
+(agentforge.validate.keptSecretValue).
 A generated value is remembered for the rest of the render, so the Secret and the checksum
 annotations computed from it (which render the Secret again) see the same value.
 */}}
@@ -15,9 +15,6 @@ annotations computed from it (which render the Secret again) see the same value.
 {{- $live := lookup "v1" "Secret" (include "agentforge.namespace" .root) .secret -}}
 {{- $liveValue := dig "data" .key "" ($live | default dict) -}}
 {{- if .value -}}
-{{- if and .immutable $liveValue (ne .value ($liveValue | b64dec)) -}}
-{{- fail (printf "%s differs from the value already in Secret %q (key %s), which the existing data depends on: %s. Leave %s empty to keep the current value." .path .secret .key .immutable .path) -}}
-{{- end -}}
 {{- .value -}}
 {{- else if $liveValue -}}
 {{- $liveValue | b64dec -}}
@@ -35,20 +32,15 @@ annotations computed from it (which render the Secret again) see the same value.
 {{- end -}}
 
 {{/*
-Password of an external service: the value given, else the key of its existing Secret, read from
-the cluster. (list $ .Values.externalDatabase "externalDatabase")
+Password of an external service: the value given, else the key of its existing Secret, read from the cluster
+(agentforge.validateValues refuses a Secret or key that is not there). (list $ .Values.externalDatabase)
 */}}
 {{- define "agentforge.externalPassword" -}}
 {{- $root := index . 0 -}}
 {{- $ext := index . 1 -}}
-{{- $path := index . 2 -}}
 {{- if $ext.existingSecret -}}
 {{- $secret := lookup "v1" "Secret" (include "agentforge.namespace" $root) $ext.existingSecret | default dict -}}
-{{- $value := dig "data" $ext.existingSecretPasswordKey "" $secret -}}
-{{- if not $value -}}
-{{- fail (printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or keep the whole URL in that Secret and set %s.existingSecretUrlKey: the pods then read it themselves, so `helm template` and GitOps tools, which cannot read the cluster, render it." $path $ext.existingSecret $ext.existingSecretPasswordKey (include "agentforge.namespace" $root) $path $path) -}}
-{{- end -}}
-{{- $value | b64dec -}}
+{{- dig "data" $ext.existingSecretPasswordKey "" $secret | b64dec -}}
 {{- else -}}
 {{- $ext.password -}}
 {{- end -}}

@@ -1,8 +1,34 @@
 {{/*
-Constraints between values that the schema cannot express: each refusal names every key involved and what to set.
-Run once per render, by the first agentforge.fullname (every template names its objects before it does anything
-else), so `helm template`, `helm install` and `helm upgrade` all refuse before any other check.
+The chart's one validation layer: every constraint between values that the schema (values.schema.json) cannot
+express, and every check on what the templates compute from the values. Each refusal names every key involved and
+what to set; all refusals of one input are reported together, in one error, in the order of the sections below.
+The chart README's list of constraints points here.
+
+When it runs: every template of the chart (NOTES.txt and templates/tests/ included) starts with
+`include "agentforge.validate" .`, which runs agentforge.validateValues once per render (it marks .Values._validated)
+and renders nothing. Whichever template Helm renders first therefore validates before that template computes
+anything, whatever order Helm renders them in, and templates/app/secret.yaml and the others that are included by
+another template for a checksum validate through it too. So `helm template`, `helm install` and `helm upgrade` all
+refuse before any object is computed, and no template or helper refuses anything itself (no `fail` or `required`
+outside this file).
+
+Checks that need what the templates compute are run here too, by calling the same helpers:
+- the extra containers of each pod (rendered with tpl, then held to Pod Security "restricted"):
+  agentforge.extraContainers.review, which agentforge.extraContainers renders from;
+- extraObjects, rendered with tpl as templates/extra-objects/objects.yaml renders them;
+- the live Secrets the release reads or keeps values of (`lookup`, which finds nothing under `helm template` and
+  --dry-run=client): agentforge.validate.appSecret, agentforge.validate.keptSecretValue;
+- the Redis memory sizes (agentforge.redisBytes, agentforge.bytes in _units.tpl).
+No check is left outside this file.
 */}}
+{{- define "agentforge.validate" -}}
+{{- if not (hasKey .Values "_validated") -}}
+{{- $_ := set .Values "_validated" true -}}
+{{- include "agentforge.validateValues" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The checks, in sections; the first refusal reported is the first section's. */}}
 {{- define "agentforge.validateValues" -}}
 {{- $helm := .Capabilities.HelmVersion.Version -}}
 {{- if not (semverCompare ">=3.15.0-0" $helm) -}}
@@ -275,8 +301,182 @@ must hold the backend's worst case, every pod's pool full at once (README: Datab
 {{- end -}}
 {{- end -}}
 
+{{- /* Checks on what the templates compute from the values (tpl-rendered extension points, the live Secrets the
+release reads, the Redis memory sizes), in the order Helm renders the objects that use them: the first message is
+the one the object rendered first would have raised. */ -}}
+{{- $appSecretChecks := not (include "agentforge.providedAppSecret" .) -}}
+{{- $redis := $v.redis -}}
+{{- if $redis.enabled -}}
+{{- /* Room above maxmemory: Redis' own overhead (buffers, fragmentation, the fork of a background save) lives
+outside maxmemory, and a limit at maxmemory gets the pod OOM-killed under load. Rule: the limit must be at least
+maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
+{{- $maxmemoryBytes := include "agentforge.redisBytes" $redis.maxmemory -}}
+{{- $limit := dig "limits" "memory" "" ($redis.resources | default dict) -}}
+{{- $limitBytes := include "agentforge.bytes" $limit -}}
+{{- if not $maxmemoryBytes -}}
+{{- $errors = append $errors (printf "redis.maxmemory %q is not a Redis memory size (such as 256mb or 1gb)" ($redis.maxmemory | toString | lower)) -}}
+{{- else if eq (float64 $maxmemoryBytes) 0.0 -}}
+{{- $errors = append $errors "redis.maxmemory must not be 0 (no limit): Redis would grow until the container's memory limit OOM-kills it instead of evicting keys" -}}
+{{- else if not $limit -}}
+{{- $errors = append $errors (printf "redis.resources.limits.memory is required: set it above redis.maxmemory (%s) by at least 25%% (and 32Mi)" $redis.maxmemory) -}}
+{{- else if not $limitBytes -}}
+{{- $errors = append $errors (printf "redis.resources.limits.memory %q is not a Kubernetes quantity (such as 384Mi or 1Gi)" $limit) -}}
+{{- else -}}
+{{- $maxmemory := float64 $maxmemoryBytes -}}
+{{- $needed := maxf (mulf $maxmemory 1.25) (addf $maxmemory 33554432) -}}
+{{- if lt (float64 $limitBytes) $needed -}}
+{{- $errors = append $errors (printf "redis.resources.limits.memory (%v = %.0f bytes) must exceed redis.maxmemory (%s = %.0f bytes) by at least 25%% and 32Mi, i.e. be at least %.0f bytes (%.0fMi): Redis needs memory beyond maxmemory and is OOM-killed at the limit" $limit (float64 $limitBytes) (toString $redis.maxmemory) $maxmemory $needed (ceil (divf $needed 1048576))) -}}
+{{- end -}}
+{{- end -}}
+{{- if $appSecretChecks -}}
+{{- $errors = concat $errors (include "agentforge.validate.appSecret" . | fromJsonArray) -}}
+{{- $appSecretChecks = false -}}
+{{- end -}}
+{{- if regexMatch "(?im)^\\s*(requirepass|masterauth|user)\\s" ($redis.extraConfig | default "") -}}
+{{- $errors = append $errors "redis.extraConfig must not set requirepass, masterauth or user: passwords belong in the Secret (redis.auth.password), never in a ConfigMap" -}}
+{{- end -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "redis" "redis" "") | fromJsonArray) -}}
+{{- end -}}
+{{- if $v.monitoring.enabled -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "prometheus" "http" "") | fromJsonArray) -}}
+{{- end -}}
+{{- if $v.postgresql.enabled -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "postgresql" "postgresql" "") | fromJsonArray) -}}
+{{- end -}}
+{{- $dnsSelector := $v.networkPolicy.egress.dnsNamespaceSelector -}}
+{{- if and $v.networkPolicy.enabled (or (kindIs "invalid" $dnsSelector) (eq (toString $dnsSelector) "")) -}}
+{{- $errors = append $errors "networkPolicy.egress.dnsNamespaceSelector is required: a LabelSelector of the cluster DNS's namespace" -}}
+{{- end -}}
+{{- $grafana := include "agentforge.grafana.enabled" . -}}
+{{- if and (or $v.monitoring.dashboardConfigMap.enabled $grafana) (not (.Files.Get "files/dashboards/agentforge.json")) -}}
+{{- $errors = append $errors "files/dashboards/agentforge.json is missing from the chart" -}}
+{{- end -}}
+{{- if $v.migrations.enabled -}}
+{{- with (include "agentforge.extraContainers.review" (dict "root" . "path" "migrations.extraInitContainers" "containers" $v.migrations.extraInitContainers "securityContext" $v.backend.containerSecurityContext) | fromJson).error -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
+{{- end -}}
+{{- if $grafana -}}
+{{- if not $v.grafana.admin.existingSecret -}}
+{{- with include "agentforge.validate.keptSecretValue" (dict "root" . "secret" (include "agentforge.grafana.secretName" .) "key" "admin-password" "value" $v.grafana.admin.password "path" "grafana.admin.password" "reason" "Grafana stores the admin password in its database on first start and ignores later changes; change it in Grafana (grafana cli admin reset-admin-password)") -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
+{{- end -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "grafana" "http" "") | fromJsonArray) -}}
+{{- end -}}
+{{- $errors = concat $errors (include "agentforge.validate.scaling" (list . "frontend") | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "frontend" "http" "") | fromJsonArray) -}}
+{{- /* extraObjects: each item renders one object. */ -}}
+{{- range $i, $item := $v.extraObjects -}}
+{{- $text := include "agentforge.tpl" (list $ $item) -}}
+{{- $object := $text | fromYaml -}}
+{{- if or (hasKey $object "Error") (not $object.apiVersion) (not $object.kind) (not (dig "metadata" "name" "" $object)) -}}
+{{- $errors = append $errors (printf "extraObjects[%d] must render one Kubernetes object with apiVersion, kind and metadata.name; it renders:\n%s" $i ($text | trim)) -}}
+{{- end -}}
+{{- end -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "dataCollector" "http" $v.dataCollector.server.module) | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.scaling" (list . "backend") | fromJsonArray) -}}
+{{- if $appSecretChecks -}}
+{{- $errors = concat $errors (include "agentforge.validate.appSecret" . | fromJsonArray) -}}
+{{- end -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "backend" "http" $v.backend.server.module) | fromJsonArray) -}}
+
 {{- with $errors -}}
 {{- fail (printf "\n- %s" (join "\n- " .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The refusals of a component's extra containers, as a JSON list: (list $ VALUES-KEY PORT-NAME MODULE), its
+extraInitContainers first, then its extraContainers (agentforge.extraContainers.review).
+*/}}
+{{- define "agentforge.validate.extraContainers" -}}
+{{- $root := index . 0 -}}
+{{- $key := index . 1 -}}
+{{- $values := index $root.Values $key -}}
+{{- $errors := list -}}
+{{- range $field := list "extraInitContainers" "extraContainers" -}}
+{{- $review := include "agentforge.extraContainers.review" (dict "root" $root "path" (printf "%s.%s" $key $field) "containers" (index $values $field) "securityContext" $values.containerSecurityContext "portName" (index $ 2) "module" (index $ 3)) | fromJson -}}
+{{- with $review.error -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $errors -}}
+{{- end -}}
+
+{{/*
+The refusals of a Deployment's PodDisruptionBudget and HorizontalPodAutoscaler, as a JSON list: (list $ VALUES-KEY).
+A budget that no eviction can satisfy (minAvailable at or above the replica count, the HPA's minReplicas when it
+scales) or that allows none (maxUnavailable 0) blocks every node drain.
+*/}}
+{{- define "agentforge.validate.scaling" -}}
+{{- $key := index . 1 -}}
+{{- $values := index (index . 0).Values $key -}}
+{{- $component := $key | kebabcase -}}
+{{- $errors := list -}}
+{{- $pdb := $values.pdb -}}
+{{- $autoscaling := $values.autoscaling -}}
+{{- $replicas := ternary $autoscaling.minReplicas $values.replicaCount $autoscaling.enabled | int -}}
+{{- if $pdb.enabled -}}
+{{- if and (not (kindIs "string" $pdb.minAvailable)) (ge ($pdb.minAvailable | int) $replicas) -}}
+{{- $errors = append $errors (printf "%s.pdb.minAvailable (%d) must be below the %s replica count (%d): a budget that no eviction can satisfy blocks every node drain" $key ($pdb.minAvailable | int) $component $replicas) -}}
+{{- else if has (toString $pdb.maxUnavailable) (list "0" "0%") -}}
+{{- $errors = append $errors (printf "%s.pdb.maxUnavailable (%v) must be at least 1 (or 1%%): a budget that allows no eviction blocks every node drain" $key $pdb.maxUnavailable) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $autoscaling.enabled (gt ($autoscaling.minReplicas | int) ($autoscaling.maxReplicas | int)) -}}
+{{- $errors = append $errors (printf "%s.autoscaling.minReplicas (%d) must not exceed %s.autoscaling.maxReplicas (%d)" $key ($autoscaling.minReplicas | int) $key ($autoscaling.maxReplicas | int)) -}}
+{{- end -}}
+{{- toJson $errors -}}
+{{- end -}}
+
+{{/*
+The refusals of the app Secret the chart generates, as a JSON list ($): a given value that differs from the one in the
+live Secret when the data already written depends on the live one, and an external service's existingSecret (read
+for its password) that is not in the cluster. Both need the cluster: `helm template` and --dry-run=client read no
+live Secret.
+*/}}
+{{- define "agentforge.validate.appSecret" -}}
+{{- $v := .Values -}}
+{{- $name := include "agentforge.secretName" . -}}
+{{- $errors := list (include "agentforge.validate.keptSecretValue" (dict "root" . "secret" $name "key" "ENCRYPTION_KEY" "value" $v.secrets.encryptionKey "path" "secrets.encryptionKey" "reason" "users' stored LLM API keys are encrypted with it and would be lost")) -}}
+{{- if $v.postgresql.enabled -}}
+{{- $errors = append $errors (include "agentforge.validate.keptSecretValue" (dict "root" . "secret" $name "key" "POSTGRES_PASSWORD" "value" $v.postgresql.auth.password "path" "postgresql.auth.password" "reason" "PostgreSQL keeps the password it was initialised with, so the backend would be locked out; change it in the database first (ALTER USER ... PASSWORD ...), then in the Secret")) -}}
+{{- else if not (include "agentforge.externalUrlRef" (list . "DATABASE_URL")) -}}
+{{- $errors = append $errors (include "agentforge.validate.externalSecret" (list . "externalDatabase")) -}}
+{{- end -}}
+{{- if and (not $v.redis.enabled) (not (include "agentforge.externalUrlRef" (list . "REDIS_URL"))) -}}
+{{- $errors = append $errors (include "agentforge.validate.externalSecret" (list . "externalRedis")) -}}
+{{- end -}}
+{{- toJson (compact $errors) -}}
+{{- end -}}
+
+{{/*
+A value given for a key of a live Secret that the data already written depends on: refused when it differs from the
+live one. (dict "root" $ "secret" NAME "key" KEY "value" GIVEN "path" VALUES-KEY "reason" WHY) -> the message, or
+nothing.
+*/}}
+{{- define "agentforge.validate.keptSecretValue" -}}
+{{- $live := lookup "v1" "Secret" (include "agentforge.namespace" .root) .secret | default dict -}}
+{{- $liveValue := dig "data" .key "" $live -}}
+{{- if and .value $liveValue (ne .value ($liveValue | b64dec)) -}}
+{{- printf "%s differs from the value already in Secret %q (key %s), which the existing data depends on: %s. Leave %s empty to keep the current value." .path .secret .key .reason .path -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+An external service's existingSecret that holds its password: refused when the cluster has no such Secret or key.
+(list $ "externalDatabase"|"externalRedis") -> the message, or nothing.
+*/}}
+{{- define "agentforge.validate.externalSecret" -}}
+{{- $root := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $ext := index $root.Values $path -}}
+{{- if $ext.existingSecret -}}
+{{- $secret := lookup "v1" "Secret" (include "agentforge.namespace" $root) $ext.existingSecret | default dict -}}
+{{- if not (dig "data" $ext.existingSecretPasswordKey "" $secret) -}}
+{{- printf "%s.existingSecret: Secret %q with key %q was not found in namespace %q. Create it before installing, set %s.password instead, or keep the whole URL in that Secret and set %s.existingSecretUrlKey: the pods then read it themselves, so `helm template` and GitOps tools, which cannot read the cluster, render it." $path $ext.existingSecret $ext.existingSecretPasswordKey (include "agentforge.namespace" $root) $path $path -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

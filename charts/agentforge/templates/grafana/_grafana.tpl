@@ -17,9 +17,6 @@ inputs); that JSON string is swapped for the uid given, so the dashboard follows
 {{- define "agentforge.grafana.dashboard" -}}
 {{- $root := index . 0 -}}
 {{- $json := $root.Files.Get "files/dashboards/agentforge.json" -}}
-{{- if not $json -}}
-{{- fail "files/dashboards/agentforge.json is missing from the chart" -}}
-{{- end -}}
 {{- $json | replace (quote "agentforge-prometheus") (toJson (index . 1)) -}}
 {{- end -}}
 

@@ -152,7 +152,7 @@ NetworkPolicies match addresses, and an external host's address is not known whe
 {{/* The egress rule to the cluster DNS ($), on UDP and TCP 53. */}}
 {{- define "agentforge.networkPolicy.dnsRule" -}}
 {{- $egress := .Values.networkPolicy.egress -}}
-{{- $dns := include "agentforge.networkPolicy.namespacePeer" (list (required "networkPolicy.egress.dnsNamespaceSelector is required: a LabelSelector of the cluster DNS's namespace" $egress.dnsNamespaceSelector) $egress.dnsPodSelector) | fromYaml -}}
+{{- $dns := include "agentforge.networkPolicy.namespacePeer" (list $egress.dnsNamespaceSelector $egress.dnsPodSelector) | fromYaml -}}
 - to:
     - {{ toYaml $dns | nindent 6 | trim }}
   ports:
