@@ -1,13 +1,13 @@
 # Quiet build steps with progress, for the install scripts (sourced, not run).
 #
-#   step NAME "what it builds" COLD_SECONDS COMMAND...      queue COMMAND (a command or a function); COLD_SECONDS: how
-#                                                           long it took in a cold build here (0: not timed)
+#   step NAME "what it builds" COLD_SECONDS COMMAND...      queue COMMAND (a command or a function); COLD_SECONDS: a
+#                                                           cold build's duration to show beside it (0: none)
 #   steps_wait                                              run the queued steps, showing progress
 #
 # steps_wait runs the queued steps in order, STEPS_JOBS of them at a time (default 2). Each step's full output goes to
 # $STEPS_LOGS/NAME.log (default .tools/logs/). A step with nothing to do (what it builds is there) ends within two
-# seconds and is only listed in one "ready:" line. A step that builds gets a line saying what it builds, how long
-# it took in a cold build on 2 cores, and where its log is; then a running line while steps build
+# seconds and is only listed in one "ready:" line. A step that builds gets a line saying what it builds, the cold
+# build's duration given to it (if any), and where its log is; then a running line while steps build
 # (rewritten in place on a terminal, one line a minute otherwise); then a line with its elapsed time. A failed step
 # prints its whole log and steps_wait returns 1. Elapsed times are appended to $STEPS_LOGS/durations.tsv.
 
