@@ -2,9 +2,11 @@
 real/) whose conftest applies the tier's marker to the tests it holds; the support modules are the package
 harness/."""
 
+import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -83,14 +85,47 @@ def k8s(cli):
                                                           context=cli.target.context))
 
 
+# Where each process of a run writes the inputs it rendered and those the CLI check compared (harness.render.CliCheck).
+CLI_CHECK_RECORDS = HERE.parent / ".artifacts" / "cli-check"
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller, or a run without workers
+        os.environ["AGENTFORGE_RUN_ID"] = f"{os.getpid()}-{time.time_ns()}"
+
+
+def pytest_sessionfinish(session):
+    from harness.render import CLI_CHECK
+
+    if CLI_CHECK.rendered:
+        CLI_CHECK_RECORDS.mkdir(parents=True, exist_ok=True)
+        record = CLI_CHECK_RECORDS / f"{os.environ.get('AGENTFORGE_RUN_ID', 'run')}-{os.getpid()}.json"
+        record.write_text(json.dumps({"rendered": sorted(CLI_CHECK.rendered), "checked": sorted(CLI_CHECK.checked),
+                                      "every": CLI_CHECK.every, "seed": CLI_CHECK.seed}))
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print the timings tests recorded (record_property("timing: ...")), also from xdist workers."""
+    """Print the timings tests recorded (record_property("timing: ...")), also from xdist workers, and what the CLI
+    check compared."""
     timings = [(name, value) for reports in terminalreporter.stats.values() for report in reports
                for name, value in getattr(report, "user_properties", []) if str(name).startswith("timing: ")]
     if timings:
         terminalreporter.section("timings")
         for name, value in sorted(set(timings)):
             terminalreporter.write_line(f"{name.removeprefix('timing: ')}: {value}")
+    records = sorted(CLI_CHECK_RECORDS.glob(f"{os.environ.get('AGENTFORGE_RUN_ID', 'run')}-*.json"))
+    if records:
+        loaded = [json.loads(r.read_text()) for r in records]
+        rendered = set().union(*(set(r["rendered"]) for r in loaded))
+        checked = set().union(*(set(r["checked"]) for r in loaded))
+        every = loaded[0]["every"]
+        terminalreporter.section("render server and helm CLI")
+        terminalreporter.write_line(
+            f"AGENTFORGE_CLI_CHECK={every or 0}: {len(checked)} of the {len(rendered)} distinct inputs the render "
+            f"servers rendered were rendered by the helm CLI too (a difference fails the test that rendered it)"
+            + (f" (a sample of one in {every}, seed {loaded[0]['seed']})" if every > 1 else ""))
+        for record in records:
+            record.unlink()
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import json
 import os
 import pickle
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +104,97 @@ def helm(*args: str, binary: str = HELM, check: bool = True, timeout: int = 300)
     return proc
 
 
-class RenderServer:
-    """One render server process, started on first use; requests and replies are JSON lines."""
+# Differ by design between two renders: generated secrets, and the pod annotations hashed from them.
+GENERATED_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "DATABASE_URL",
+                         "REDIS_URL", "admin-password", "secret-key"}
+SECRET_CHECKSUMS = {"checksum/secret", "checksum/password"}
 
-    def __init__(self, *command: Path) -> None:
+
+def comparable(objects) -> dict[tuple[str, str], dict]:
+    """{(kind, name): object} with what differs by design between two renders (generated secrets and their
+    checksums) replaced by a placeholder. Changes the objects given."""
+    out = {}
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            for key in GENERATED_SECRET_KEYS & set(obj.get("data", {})):
+                obj["data"][key] = "<generated>"
+        annotations = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+        for key in SECRET_CHECKSUMS & set(annotations):
+            annotations[key] = "<generated>"
+        out[(obj["kind"], obj["metadata"]["name"])] = obj
+    return out
+
+
+def cli_error(stderr: str, install: bool) -> str:
+    """The helm CLI's error as the render server words it: without the hint `template` appends, and without the
+    INSTALLATION FAILED prefix of `install`."""
+    text = stderr.removesuffix("\n\nUse --debug flag to render out invalid YAML\n").strip()
+    return text.replace("Error: INSTALLATION FAILED: ", "Error: ", 1) if install else text
+
+
+class CliCheck:
+    """AGENTFORGE_CLI_CHECK: each input a render server renders is rendered by the helm CLI of the same version too,
+    and the two must agree: the same objects (generated values aside), or the same error. "all" checks every input;
+    a number N, a sample of one input in N, chosen by the input's hash and a seed that changes every day
+    (AGENTFORGE_CLI_CHECK_SEED sets it), so that successive runs check different inputs; unset or 0, none."""
+
+    def __init__(self) -> None:
+        setting = os.environ.get("AGENTFORGE_CLI_CHECK", "0")
+        self.every = 1 if setting == "all" else int(setting)
+        self.seed = os.environ.get("AGENTFORGE_CLI_CHECK_SEED") or time.strftime("%Y-%m-%d", time.gmtime())
+        self.checked: set[str] = set()
+        self.rendered: set[str] = set()
+
+    def chosen(self, request: dict) -> bool:
+        key = json.dumps({k: request[k] for k in ("chart", "name", "namespace", "kube_version", "values", "install")},
+                         sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        self.rendered.add(digest)
+        if not self.every or digest in self.checked:
+            return False
+        if int(hashlib.sha256(f"{self.seed}:{digest}".encode()).hexdigest(), 16) % self.every:
+            return False
+        self.checked.add(digest)
+        return True
+
+    @staticmethod
+    def compare(binary: str, request: dict, reply: dict) -> None:
+        """AssertionError when the CLI's render of `request` differs from the server's `reply`."""
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(request["values"])
+        try:
+            command = ["install", "--dry-run=client"] if request["install"] else ["template"]
+            proc = helm(*command, request["name"], request["chart"], "--namespace", request["namespace"],
+                        "--kube-version", request["kube_version"], "--values", f.name, binary=binary, check=False)
+        finally:
+            os.unlink(f.name)
+        where = f"{binary} {' '.join(command)} and the render server, given {request['values'][:300]}"
+        if "error" in reply:
+            assert proc.returncode != 0, f"{where}: the server refused ({reply['error']}), the CLI rendered"
+            assert cli_error(proc.stderr, request["install"]) == f"Error: {reply['error']}".strip(), \
+                f"{where}: different errors:\n{proc.stderr}\n{reply['error']}"
+            return
+        assert proc.returncode == 0, f"{where}: the CLI refused, the server rendered:\n{proc.stderr}"
+        if request["install"]:
+            return  # install --dry-run=client prints the release, not a manifest: renders alike, refuses alike
+        server = comparable(pickle.loads(pickle.dumps(reply["objects"])) if request["objects"]
+                            else parse(reply["manifest"]))
+        cli = comparable(parse(proc.stdout))
+        assert sorted(cli) == sorted(server), f"{where}: different objects: {sorted(set(cli) ^ set(server))}"
+        for key in server:
+            assert cli[key] == server[key], f"{where}: {key} differs"
+
+
+CLI_CHECK = CliCheck()
+
+
+class RenderServer:
+    """One render server process, started on first use; requests and replies are JSON lines. `cli` is the helm
+    binary of the same version, which AGENTFORGE_CLI_CHECK compares it with."""
+
+    def __init__(self, *command: Path, cli: str) -> None:
         self.command = [str(part) for part in command]
+        self.cli = cli
         self.proc: subprocess.Popen | None = None
 
     def request(self, **request: Any) -> dict:
@@ -125,9 +213,12 @@ class RenderServer:
                validate: tuple[str, ...] = (), objects: bool = False) -> str | list[dict]:
         """The manifest `helm template` (or `helm install --dry-run=client`) prints, or with `objects` its objects
         as the API machinery reads YAML; RenderError as helm fails, AssertionError when kubeconform refuses."""
-        reply = self.request(chart=str(chart), name=name, namespace=namespace, kube_version=kube_version,
-                             values=values_text, install=install, validate=list(validate),
-                             skip_kinds=sorted(CRD_KINDS), objects=objects)
+        request = dict(chart=str(chart), name=name, namespace=namespace, kube_version=kube_version,
+                       values=values_text, install=install, validate=list(validate), skip_kinds=sorted(CRD_KINDS),
+                       objects=objects)
+        reply = self.request(**request)
+        if CLI_CHECK.chosen(request):
+            CliCheck.compare(self.cli, request, reply)
         command = ["helm", "install --dry-run=client" if install else "template", name, str(chart)]
         if "error" in reply:
             raise RenderError(command, f"Error: {reply['error']}")
@@ -149,9 +240,9 @@ def pinned(tool: str) -> str:
     return re.search(rf"^{tool}_VERSION=(\S+)$", (ROOT / "scripts" / "versions.env").read_text(), re.M).group(1)
 
 
-RENDERER = RenderServer(TOOLS_BIN / "render-server", KUBE_SCHEMAS)
+RENDERER = RenderServer(TOOLS_BIN / "render-server", KUBE_SCHEMAS, cli=HELM)
 # The oldest supported Helm's template code (scripts/render-server/oldest): renders only, no validation.
-OLDEST_RENDERER = RenderServer(TOOLS_BIN / "render-server-oldest")
+OLDEST_RENDERER = RenderServer(TOOLS_BIN / "render-server-oldest", cli=HELM_OLDEST)
 
 
 def parse(manifest: str) -> tuple[dict, ...]:

@@ -243,11 +243,12 @@ class TestClaimCheck:
 
 class TestSchedule:
     def test_defaults(self):
-        spec = cronjob(render_chart(BACKUP))["spec"]
+        objects = render_chart(BACKUP)
+        spec = cronjob(objects)["spec"]
         assert spec["schedule"] == "0 3 * * *"
         assert spec["concurrencyPolicy"] == "Forbid"
         assert "timeZone" not in spec and "suspend" not in spec
-        assert job_spec(render_chart(BACKUP))["template"]["spec"]["restartPolicy"] == "Never"
+        assert job_spec(objects)["template"]["spec"]["restartPolicy"] == "Never"
 
     def test_retention_and_deadline_reach_the_script(self):
         objects = render_chart(merged(BACKUP, {"backup": {"retention": 30, "activeDeadlineSeconds": 7201}}))

@@ -20,28 +20,11 @@ from harness.render import (
     ROOT,
     SCENARIOS,
     RenderError,
+    comparable,
     helm,
     pinned,
     render_chart,
 )
-
-# Differ by design between two renders: generated secrets, and the pod annotations hashed from them.
-GENERATED_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "DATABASE_URL",
-                         "REDIS_URL", "admin-password", "secret-key"}
-SECRET_CHECKSUMS = {"checksum/secret", "checksum/password"}
-
-
-def comparable(objects):
-    out = {}
-    for obj in objects:
-        if obj["kind"] == "Secret":
-            for key in GENERATED_SECRET_KEYS & set(obj.get("data", {})):
-                obj["data"][key] = "<generated>"
-        annotations = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
-        for key in SECRET_CHECKSUMS & set(annotations):
-            annotations[key] = "<generated>"
-        out[(obj["kind"], obj["metadata"]["name"])] = obj
-    return out
 
 
 @pytest.mark.parametrize("module,requirements", [
