@@ -97,7 +97,7 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session):
     from harness.render import CLI_CHECK
 
-    if CLI_CHECK.rendered:
+    if CLI_CHECK.every and CLI_CHECK.rendered:
         CLI_CHECK_RECORDS.mkdir(parents=True, exist_ok=True)
         record = CLI_CHECK_RECORDS / f"{os.environ.get('AGENTFORGE_RUN_ID', 'run')}-{os.getpid()}.json"
         record.write_text(json.dumps({"rendered": sorted(CLI_CHECK.rendered), "checked": sorted(CLI_CHECK.checked),

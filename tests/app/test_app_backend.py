@@ -23,7 +23,8 @@ from harness import appsrc, servers
 from harness.apphttp import exposition_types, request, sample_labels, websocket_handshake
 from harness.appstack import Release, Stack, distinct_scenarios, release, scenario_values
 from harness.objects import pod_spec
-from harness.pods import Pod, probe_budget, wait_for_probe
+from harness.pods import Pod
+from harness.probes import probe_budget, wait_for_probe
 
 SCENARIOS = distinct_scenarios("backend", "wait-for-redis", "backend")
 REDIS_UNAVAILABLE = "Redis unavailable"

@@ -12,7 +12,7 @@ from harness import appsrc
 from harness.apphttp import exposition_types, request
 from harness.appstack import distinct_scenarios, serve_alone
 from harness.objects import pod_spec
-from harness.pods import wait_for_probe
+from harness.probes import wait_for_probe
 
 SCENARIOS = distinct_scenarios("data-collector", "data-collector")
 

@@ -10,7 +10,7 @@ from harness import appsrc
 from harness.apphttp import request
 from harness.appstack import distinct_scenarios, serve_alone
 from harness.objects import pod_spec
-from harness.pods import wait_for_probe
+from harness.probes import wait_for_probe
 
 SCENARIOS = distinct_scenarios("frontend", "frontend")
 

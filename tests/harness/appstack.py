@@ -28,8 +28,11 @@ from functools import cache
 from urllib.parse import quote, urlsplit
 
 from harness import policy, servers
+from harness.netns import Upstream
 from harness.objects import pod_spec
-from harness.pods import Image, ObjectStore, Pod, Upstream, resolve_env, wait_for_probe
+from harness.podenv import ObjectStore, resolve_env
+from harness.pods import Image, Pod
+from harness.probes import wait_for_probe
 from harness.render import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, render_chart
 
 # % @ : / #, a space and a non-ASCII letter: what breaks URLs (percent-encoding) and configparser (interpolation).

@@ -83,7 +83,7 @@ class Runner:
     Secret's keys resolved) in which only the database's host and port and the claim's folder are replaced."""
 
     def __init__(self, objects, binaries: dict, shell: str, base: Path):
-        from harness.pods import ObjectStore, resolve_env
+        from harness.podenv import ObjectStore, resolve_env
 
         self.script = script(objects)
         self.env = resolve_env(ObjectStore(objects), cronjob(objects), backup_container(objects))

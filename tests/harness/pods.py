@@ -30,27 +30,19 @@ no capabilities and no_new_privs, and the forwarder enters the pod's network nam
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import ctypes
-import errno
 import json
 import os
-import re
-import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.netns import Forwarder, Upstream, hosts_file
 from harness.objects import pod_spec
-from harness.render import Manifests
+from harness.podenv import ObjectStore, PodError, expand, resolve_env
 
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
@@ -59,198 +51,12 @@ SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/opt")
 # The PATH of the python and node base images.
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The pod's own address inside its namespace, as the kubelet and Services reach it: not 127.0.0.1, so a server that
-# listens on loopback only fails here as it would in a cluster (any 127/8 address is local to the namespace).
-POD_ADDRESS = "127.0.2.1"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class PodError(AssertionError):
-    """The pod could not be run as rendered: the message names the container and what was missing."""
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """Something the pod may reach: the names it answers to, its port, and the real server on 127.0.0.1 behind it."""
-
-    hosts: tuple[str, ...]
-    port: int
-    target_port: int
 
 
 # -- the rendered environment ----------------------------------------------------------------------------------
 
-@dataclass
-class ObjectStore:
-    """ConfigMaps and Secrets a pod may reference: the rendered ones plus those the test declares as existing."""
-
-    objects: Manifests
-    existing_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
-    existing_config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def data(self, kind: str, name: str) -> dict[str, str] | None:
-        obj = self.objects.find(kind, name)
-        if obj is not None:
-            if kind == "Secret":
-                decoded = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
-                return decoded | (obj.get("stringData") or {})
-            return dict(obj.get("data") or {})
-        existing = self.existing_secrets if kind == "Secret" else self.existing_config_maps
-        return existing.get(name)
-
-
-_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion of command, args and env values ($$ escapes; unknown references stay)."""
-    return _VAR_REF.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
-
-
-def resolve_env(store: ObjectStore, workload: dict, container: dict) -> dict[str, str]:
-    """The environment the kubelet gives the container: envFrom first, then env, references resolved."""
-    where = f"{workload['kind']}/{workload['metadata']['name']} container {container['name']}"
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        kind, ref = ("Secret", source["secretRef"]) if "secretRef" in source else ("ConfigMap", source["configMapRef"])
-        data = store.data(kind, ref["name"])
-        if data is None:
-            if ref.get("optional"):
-                continue
-            raise PodError(f"{where}: envFrom {kind} {ref['name']!r} is neither rendered nor declared as existing")
-        for key, value in data.items():
-            env[source.get("prefix", "") + key] = value
-    for var in container.get("env", []):
-        source = var.get("valueFrom")
-        if source is None:
-            env[var["name"]] = expand(var.get("value", ""), env)
-            continue
-        kind, ref = (("Secret", source["secretKeyRef"]) if "secretKeyRef" in source
-                     else ("ConfigMap", source["configMapKeyRef"]) if "configMapKeyRef" in source else (None, None))
-        if kind is None:
-            raise PodError(f"{where}: env {var['name']} uses {sorted(source)}, which this harness cannot resolve")
-        data = store.data(kind, ref["name"])
-        if data is None or ref["key"] not in data:
-            if ref.get("optional"):
-                continue
-            raise PodError(f"{where}: env {var['name']} needs key {ref['key']!r} of {kind} {ref['name']!r}, "
-                           "which is neither rendered nor declared as existing")
-        env[var["name"]] = data[ref["key"]]
-    return env
-
 
 # -- the pod network ----------------------------------------------------------------------------------------------
-
-def _enter_netns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns into the pod's network namespace: {os.strerror(err)}")
-
-
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    """Relay bytes both ways until either side closes."""
-    sel = selectors.DefaultSelector()
-    sel.register(a, selectors.EVENT_READ, b)
-    sel.register(b, selectors.EVENT_READ, a)
-    try:
-        while True:
-            for key, _ in sel.select(timeout=60):
-                data = key.fileobj.recv(65536)
-                if not data:
-                    return
-                key.data.sendall(data)
-    except OSError:
-        return
-    finally:
-        sel.close()
-        a.close()
-        b.close()
-
-
-def serve(listener: socket.socket, connect, closed: threading.Event) -> None:
-    """Accept on `listener` until `closed` (or the listener is closed); relay each client to a connection that
-    `connect()` opens."""
-    def loop() -> None:
-        while not closed.is_set():
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = connect()
-            except OSError:
-                client.close()
-                continue
-            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
-    threading.Thread(target=loop, daemon=True).start()
-
-
-class Forwarder:
-    """TCP relays between this machine's loopback and one pod's network namespace."""
-
-    def __init__(self, netns_path: str):
-        self.fd = os.open(netns_path, os.O_RDONLY)
-        # A thread that lives in the pod's namespace: sockets it creates belong there, whoever uses them later.
-        self.inside = ThreadPoolExecutor(1, initializer=_enter_netns, initargs=(self.fd,))
-        self.listeners: list[socket.socket] = []
-        self.closed = threading.Event()
-
-    def _listen(self, host: str, port: int, inside: bool) -> socket.socket:
-        def make() -> socket.socket:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # bubblewrap brings the pod's loopback up while we start: retry until its addresses exist.
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    s.bind((host, port))
-                    break
-                except OSError as err:
-                    if err.errno != errno.EADDRNOTAVAIL or time.monotonic() > deadline:
-                        s.close()
-                        raise
-                    time.sleep(0.02)
-            s.listen(64)
-            return s
-        s = self.inside.submit(make).result() if inside else make()
-        self.listeners.append(s)
-        return s
-
-    def service(self, address: str, upstream: Upstream) -> None:
-        """Inside the pod: address:upstream.port relays to the real server on this machine."""
-        listener = self._listen(address, upstream.port, inside=True)
-        serve(listener, lambda: socket.create_connection(("127.0.0.1", upstream.target_port), 10), self.closed)
-
-    def expose(self, container_port: int) -> int:
-        """On this machine: a free 127.0.0.1 port that relays to the container port inside the pod."""
-        listener = self._listen("127.0.0.1", 0, inside=False)
-
-        def connect() -> socket.socket:
-            s = self.inside.submit(socket.socket, socket.AF_INET, socket.SOCK_STREAM).result()
-            s.settimeout(10)
-            s.connect((POD_ADDRESS, container_port))
-            s.settimeout(None)
-            return s
-        serve(listener, connect, self.closed)
-        return listener.getsockname()[1]
-
-    def close(self) -> None:
-        self.closed.set()
-        for s in self.listeners:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-        self.inside.shutdown(wait=False)
-        os.close(self.fd)
-
-
-def hosts_file(upstreams: list[Upstream], hostname: str) -> tuple[str, list[str]]:
-    """/etc/hosts of the pod, and the loopback address of each upstream (one each, for all its names)."""
-    addresses = [f"127.0.1.{i + 1}" for i in range(len(upstreams))]
-    lines = ["127.0.0.1\tlocalhost", f"127.0.0.1\t{hostname}"]
-    lines += [f"{address}\t{' '.join(u.hosts)}" for address, u in zip(addresses, upstreams, strict=True)]
-    return "\n".join(lines) + "\n", addresses
 
 
 # -- the pod --------------------------------------------------------------------------------------------------
@@ -519,42 +325,3 @@ def image_repository(reference: str) -> str:
     return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
 
 
-def probe_budget(probe: dict) -> float:
-    """Seconds a probe may keep failing before the kubelet gives up (its defaults where fields are left out)."""
-    return probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
-
-
-def wait_for_probe(pod: Pod, probe: dict) -> float:
-    """Poll an httpGet probe as the kubelet would (its path, port, timeout and budget); the seconds it took."""
-    get = probe["httpGet"]
-    return wait_for_http(pod, get["port"], get["path"], probe_budget(probe),
-                         request_timeout=probe.get("timeoutSeconds", 1))
-
-
-def wait_for_http(pod: Pod, port: int | str, path: str, timeout: float, expect: int = 200,
-                  request_timeout: float = 5) -> float:
-    """Poll a path as a kubelet probe would until it answers `expect`; the seconds it took."""
-    import urllib.error
-    import urllib.request
-
-    started = time.monotonic()
-    url = pod.url(port, path)
-    last = ""
-    while time.monotonic() - started < timeout:
-        if not pod.running():
-            raise PodError(f"{pod.name} exited with {pod.proc.returncode} before {path} answered; log:\n"
-                           f"{pod.logs()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=request_timeout) as response:
-                if response.status == expect:
-                    return time.monotonic() - started
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as err:
-            last = f"HTTP {err.code}"
-            if err.code == expect:
-                return time.monotonic() - started
-        except OSError as err:
-            last = str(err)
-        time.sleep(0.2)
-    raise PodError(f"{pod.name}: {path} did not answer {expect} within {timeout}s (last: {last}); log:\n"
-                   f"{pod.logs()[-4000:]}")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.cluster import Cli, wait_for
-from harness.pods import serve
+from harness.netns import serve
 from harness.render import CHART, ROOT
 
 NODE_SH = ROOT / "scripts" / "kube" / "node.sh"
