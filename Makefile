@@ -6,7 +6,7 @@ export PATH := $(PATH):/usr/local/go/bin
 PY := .venv/bin/python
 CHART := charts/agentforge
 
-.PHONY: help tools images test test-render test-app test-e2e test-real bench-load lint docs docs-check demo demo-down bench mutate package publish clean
+.PHONY: help tools images test test-render test-render-cli test-app test-e2e test-real bench-load lint docs docs-check demo demo-down bench mutate package publish clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,17 +26,22 @@ demo-down: ## Remove what make demo created: the node (restoring the machine) an
 test: tools ## Run every test: lint, generated-docs check, render, real-server, app-conformance and cluster tests
 	bash ci/test.sh
 
-test-render: tools ## Run the render-only tests (no servers, no cluster)
-	$(PY) -m pytest -m "not e2e and not servers and not app and not real" -n 2 --dist worksteal
+test-render: ## Run the render tier (tests/render: no servers, no cluster), installing only what it needs
+	bash scripts/install-tools.sh render
+	$(PY) -m pytest tests/render -n 2 --dist worksteal
+
+test-render-cli: ## The render tier with every input also rendered by the helm CLI, which must agree (AGENTFORGE_CLI_CHECK=all)
+	bash scripts/install-tools.sh render
+	AGENTFORGE_CLI_CHECK=all $(PY) -m pytest tests/render -n 2 --dist worksteal
 
 test-app: tools ## Run AgentForge's own code (AGENTFORGE_SRC, default ../shared/agentforge-src) in the rendered pods
-	$(PY) -m pytest -m app -n 2 --dist loadfile -p no:cacheprovider
+	$(PY) -m pytest tests/app -n 2 --dist loadfile -p no:cacheprovider
 
 test-e2e: tools ## Run the end-to-end tests on the local cluster (another KUBECONFIG only with AGENTFORGE_E2E_ANY_CLUSTER=1)
 	bash ci/test.sh -m e2e
 
 test-real: tools ## Run the real-pod tier: the chart's pods as real containers on the local node (root; builds the images)
-	$(PY) -m pytest -m real -p no:cacheprovider -p no:xdist
+	$(PY) -m pytest tests/real -p no:cacheprovider -p no:xdist
 
 bench-load: tools ## Bounded load on the backend on the local node (20 req/s for 60 s, 5 WebSockets): latency, errors, footprint
 	$(PY) scripts/bench_load.py
