@@ -18,7 +18,7 @@ from harness.backup import (
     dumps,
     restore,
 )
-from harness.render import deep_merge
+from harness.values import deep_merge
 
 USER = {"email": "kept@example.com", "password": "Backup-restore-1", "display_name": "Kept"}
 

@@ -33,7 +33,8 @@ from harness.objects import pod_spec
 from harness.podenv import ObjectStore, resolve_env
 from harness.pods import Image, Pod
 from harness.probes import wait_for_probe
-from harness.render import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, render_chart
+from harness.render import CHART, Manifests, load_yaml, render_chart
+from harness.values import SCENARIOS, deep_merge
 
 # % @ : / #, a space and a non-ASCII letter: what breaks URLs (percent-encoding) and configparser (interpolation).
 HOSTILE_PASSWORD = "p%40 @:/#é%"

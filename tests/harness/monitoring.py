@@ -9,8 +9,9 @@ from pathlib import Path
 import jsonschema
 
 from harness.objects import pod_spec
-from harness.render import TOOLS_BIN, closed_schema, load_yaml
+from harness.render import TOOLS_BIN, load_yaml
 from harness.servers import EXPORTER_SERIES
+from harness.values import closed_schema
 
 # Metrics the backend exports and sets (test_app_backend.py checks them against the running app): a panel may query
 # these and nothing else. The app also defines websocket_connections_active but never sets it: no panel uses it.

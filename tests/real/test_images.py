@@ -20,7 +20,8 @@ import pytest
 
 from harness import appsrc
 from harness.objects import container
-from harness.render import ROOT, deep_merge, load_yaml, render_chart
+from harness.render import ROOT, load_yaml, render_chart
+from harness.values import deep_merge
 
 BUILD_SH = ROOT / "scripts" / "images" / "build.sh"
 OUT = ROOT / ".tools" / "images" / "out"

@@ -30,7 +30,8 @@ from harness.monitoring import (
 )
 from harness.objects import container, volumes_by_mount
 from harness.policy import Cluster, External, pod_of
-from harness.render import CHART, SCENARIOS, load_yaml, render_chart, render_error
+from harness.render import CHART, load_yaml, render_chart, render_error
+from harness.values import SCENARIOS
 
 RULE = "agentforge-alerts"
 OPERATOR = {"monitoring": {"prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}}

@@ -8,7 +8,8 @@ import pytest
 
 from harness import appsrc
 from harness.objects import argv, container, flag, pod_spec
-from harness.render import SCENARIOS, render_chart, render_error
+from harness.render import render_chart, render_error
+from harness.values import SCENARIOS
 
 BACKEND = "agentforge-backend"
 

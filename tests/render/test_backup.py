@@ -34,7 +34,8 @@ from harness.backup import (
 from harness.podsecurity import restricted_violations
 from harness.policy import External, Pod
 from harness.reachability import ALL_PORTS, EXTERNAL_DB, Scene, merged
-from harness.render import CHART, deep_merge, load_yaml, render_chart, render_error
+from harness.render import CHART, load_yaml, render_chart, render_error
+from harness.values import deep_merge
 
 EXTERNAL = merged(EXTERNAL_DB, BACKUP)
 DEFAULTS = load_yaml((CHART / "values.yaml").read_text())

@@ -10,18 +10,8 @@ import subprocess
 
 import pytest
 
-from harness.render import (
-    CHART,
-    KUBE_VERSIONS,
-    RENDERER,
-    ROOT,
-    SCENARIOS,
-    TOOLS_BIN,
-    deep_merge,
-    helm,
-    parse,
-    render_chart,
-)
+from harness.render import CHART, KUBE_VERSIONS, RENDERER, ROOT, TOOLS_BIN, helm, parse, render_chart
+from harness.values import SCENARIOS, deep_merge
 
 DEFAULT_INVENTORY = {
     ("ConfigMap", "agentforge-config"),

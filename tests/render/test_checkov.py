@@ -6,7 +6,8 @@ import subprocess
 import pytest
 import yaml
 
-from harness.render import RENDERER, ROOT, SCENARIOS, TOOLS_BIN, load_yaml
+from harness.render import RENDERER, ROOT, TOOLS_BIN, load_yaml
+from harness.values import SCENARIOS
 
 CONFIG = ROOT / "ci" / "checkov.yaml"
 EXCEPTIONS = load_yaml((ROOT / "ci" / "checkov-exceptions.yaml").read_text())

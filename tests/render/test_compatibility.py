@@ -18,13 +18,13 @@ from harness.render import (
     MAX_KUBE,
     RENDERER,
     ROOT,
-    SCENARIOS,
     RenderError,
     comparable,
     helm,
     pinned,
     render_chart,
 )
+from harness.values import SCENARIOS
 
 
 @pytest.mark.parametrize("module,requirements", [

@@ -15,7 +15,8 @@ import pytest
 
 from harness.objects import WORKLOADS, argv, component_name, container, env_of, flag, pod_spec
 from harness.podsecurity import restricted_violations
-from harness.render import CHART, SCENARIOS, deep_merge, load_yaml, render_chart, render_error
+from harness.render import CHART, load_yaml, render_chart, render_error
+from harness.values import SCENARIOS, deep_merge
 
 VALUES = load_yaml((CHART / "values.yaml").read_text())
 

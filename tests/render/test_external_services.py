@@ -10,7 +10,8 @@ import pytest
 
 from harness.external import DB_CA, EXTERNAL_DB, PASSWORD, USERNAME, secret_data
 from harness.objects import container, env_of, env_sources, pod_spec, volumes_by_mount
-from harness.render import HELM, HELM3, deep_merge, render_chart, render_error
+from harness.render import HELM, HELM3, render_chart, render_error
+from harness.values import deep_merge
 
 EXTERNAL_REDIS = {"redis": {"enabled": False},
                   "externalRedis": {"host": "cache.example.net", "port": 6380, "database": 3, "password": PASSWORD}}

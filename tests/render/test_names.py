@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from harness.render import SCENARIOS, render_chart, render_error
+from harness.render import render_chart, render_error
+from harness.values import SCENARIOS
 
 ALL_OPTIONS = SCENARIOS["all-options"]
 LABEL = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

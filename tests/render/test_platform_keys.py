@@ -11,7 +11,8 @@ import pytest
 
 from harness.objects import WORKLOADS as COMPONENT_WORKLOADS
 from harness.objects import pod_spec
-from harness.render import SCENARIOS, deep_merge, render_chart, render_error
+from harness.render import render_chart, render_error
+from harness.values import SCENARIOS, deep_merge
 
 # values key: (workload kind, object name, component label) of every component's workload.
 WORKLOADS = {key: (kind, f"agentforge-{component}", component)

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from harness.objects import container, env_of, env_sources, pod_spec, volumes_by_mount
-from harness.render import RenderError, deep_merge, render_chart, render_error
+from harness.render import RenderError, render_chart, render_error
+from harness.values import deep_merge
 
 PG = "agentforge-postgresql"
 SELECTOR = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": "agentforge",

@@ -18,7 +18,8 @@ import pytest
 
 from harness.objects import component_name, pod_spec
 from harness.policy import WORKLOAD_KINDS
-from harness.render import CHART, SCENARIOS, Manifests, deep_merge, load_yaml, render_chart
+from harness.render import CHART, Manifests, load_yaml, render_chart
+from harness.values import SCENARIOS, deep_merge
 
 VALUES = load_yaml((CHART / "values.yaml").read_text())
 # Components whose pods take extraEnv/extraVolumes from values (the migration Job takes the backend's).

@@ -3,7 +3,8 @@
 import pytest
 
 from harness.podsecurity import containers, restricted_violations
-from harness.render import SCENARIOS, render_chart
+from harness.render import render_chart
+from harness.values import SCENARIOS
 
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod", "DaemonSet", "CronJob")
 # Components whose pods call the Kubernetes API (Prometheus discovers pods).

@@ -8,19 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from harness.render import (
-    CHART,
-    HELM,
-    HELM_OLDEST,
-    OLDEST_RENDERER,
-    RENDERER,
-    SCENARIO_FILES,
-    RenderError,
-    cli_error,
-    closed_schema,
-    helm,
-    load_yaml,
-)
+from harness.render import CHART, HELM, HELM_OLDEST, OLDEST_RENDERER, RENDERER, RenderError, cli_error, helm, load_yaml
+from harness.values import SCENARIO_FILES, closed_schema
 
 INVALID = sorted((Path(__file__).parent / "invalid-values").glob("*.yaml"))
 SCENARIOS = SCENARIO_FILES

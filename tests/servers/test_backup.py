@@ -25,7 +25,8 @@ from harness.backup import (
     partials,
     restore,
 )
-from harness.render import deep_merge, render_chart
+from harness.render import render_chart
+from harness.values import deep_merge
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import pytest
 from harness import appsrc, servers
 from harness.external import DB_CA, EXTERNAL_DB, PASSWORD, USERNAME, secret_data
 from harness.objects import container, env_of, volumes_by_mount
-from harness.render import deep_merge, render_chart
+from harness.render import render_chart
+from harness.values import deep_merge
 
 # What the backend does with the URLs, run by the backend's virtualenv (the versions its requirements pin): an async
 # engine as backend/shared/database.py creates it (alembic/env.py uses the same dialect), and redis.asyncio's

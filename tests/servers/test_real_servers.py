@@ -24,7 +24,7 @@ import redis
 
 from harness import servers
 from harness.objects import container
-from harness.render import deep_merge, render_chart, render_error
+from harness.render import render_chart, render_error
 from harness.servers import (
     IS_ROOT,
     STOP_TIMEOUT,
@@ -36,6 +36,7 @@ from harness.servers import (
     rendered_servers,
     wait_until,
 )
+from harness.values import deep_merge
 
 PASSWORD = "p@ss:w/rd%?#+ &=é"
 # postgresql.config: a limit above the backend's worst case (79 at the defaults), a size, a string that needs quoting.
