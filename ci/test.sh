@@ -46,7 +46,9 @@ fi
 
 echo "== tests: render, real-server, app-conformance and end-to-end tiers"
 failed=0
-"${pytest[@]}" "${on_workers[@]}" -m "not real" || failed=$?
+# Each tier's renders are compared with the helm CLI's on a sample of one distinct input in ten, which rotates every
+# day (harness.render.CliCheck; `make test-render-cli` compares every input).
+AGENTFORGE_CLI_CHECK=${AGENTFORGE_CLI_CHECK:-10} "${pytest[@]}" "${on_workers[@]}" -m "not real" || failed=$?
 # The simulated cluster has served its tier: its processes leave the node's tier the machine's cores.
 stop_started
 
