@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use: the real PostgreSQL and Redis servers that
 # tests/servers/test_real_servers.py and the app tier start on 127.0.0.1, bubblewrap, in which the app tier runs the
-# rendered containers, gnupg for chart signing and curl for the release script (tests/servers/test_distribution.py), openssl for the
-# test CAs of the TLS servers (tests/servers/test_external_services.py), busybox, whose shell and tools stand for the alpine
-# PostgreSQL image's in the backup tests (tests/servers/test_backup.py), Chromium and a font for the real-pod tier's browser
-# journey (tests/real/test_real_journey.py). Idempotent: does nothing when all are already there. The tests start their own
-# servers on free ports in temp dirs; the packages' own services are not needed and are not started.
+# rendered containers, gnupg for chart signing and curl for the release script (tests/servers/test_distribution.py),
+# openssl for the test CAs of the TLS servers (tests/servers/test_external_services.py), busybox, whose shell and
+# tools stand for the alpine PostgreSQL image's in the backup tests (tests/servers/test_backup.py), Chromium and a font
+# for the real-pod tier's browser journey (tests/real/test_real_journey.py). Idempotent: does nothing when all are
+# already there. The tests start their own servers on free ports in temp dirs; the packages' own services are not
+# needed and are not started.
 set -euo pipefail
 
 log() { printf '[install-test-servers] %s\n' "$*" >&2; }

@@ -5,7 +5,8 @@
 # where its bits come from.
 #
 #   build.sh [NAME...]                  build the named images (default: all) into .tools/images/out/:
-#                                         NAME.tar  an OCI archive (`ctr -n k8s.io images import`, `skopeo ... oci-archive:`)
+#                                         NAME.tar  an OCI archive (`ctr -n k8s.io images import`,
+#                                                   `skopeo ... oci-archive:`)
 #                                         NAME.ref  its reference, localhost/agentforge/NAME:<tag>
 #                                         values.yaml  chart values pointing each component at its built image (an
 #                                                      exporter's at its component's metrics.image)
