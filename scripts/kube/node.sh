@@ -1103,7 +1103,7 @@ down_unlocked() {
   return 0
 }
 
-# Whatever the kubelet left in containerd (it no longer runs): tasks killed, containers and sandboxes removed, so
+# Whatever the kubelet left in containerd (it has stopped by now): tasks killed, containers and sandboxes removed, so
 # the image store that stays holds no stale containers.
 remove_containers() {
   running containerd || return 0
