@@ -126,9 +126,11 @@ def comparable(objects) -> dict[tuple[str, str], dict]:
 
 
 def cli_error(stderr: str, install: bool) -> str:
-    """The helm CLI's error as the render server words it: without the hint `template` appends, and without the
-    INSTALLATION FAILED prefix of `install`."""
-    text = stderr.removesuffix("\n\nUse --debug flag to render out invalid YAML\n").strip()
+    """The helm CLI's error as the render server words it: from its `Error:` line on (the warnings helm logs before
+    it, such as a value that cannot overwrite a table, are not part of the refusal), without the hint `template`
+    appends, and without the INSTALLATION FAILED prefix of `install`."""
+    start = stderr.find("Error: ")
+    text = stderr[max(start, 0):].removesuffix("\n\nUse --debug flag to render out invalid YAML\n").strip()
     return text.replace("Error: INSTALLATION FAILED: ", "Error: ", 1) if install else text
 
 
@@ -163,9 +165,11 @@ class CliCheck:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             f.write(request["values"])
         try:
-            command = ["install", "--dry-run=client"] if request["install"] else ["template"]
+            # `helm install` has no --kube-version: its client-side dry run renders for helm's default version.
+            command = (["install", "--dry-run=client"] if request["install"]
+                       else ["template", "--kube-version", request["kube_version"]])
             proc = helm(*command, request["name"], request["chart"], "--namespace", request["namespace"],
-                        "--kube-version", request["kube_version"], "--values", f.name, binary=binary, check=False)
+                        "--values", f.name, binary=binary, check=False)
         finally:
             os.unlink(f.name)
         where = f"{binary} {' '.join(command)} and the render server, given {request['values'][:300]}"
