@@ -9,10 +9,19 @@ backend/shared/database.py) and by the migration Job (alembic/env.py, the same d
 alone (redis.asyncio.Redis.from_url, gateway/rate_limiter.py). The data collector reads neither.
 */}}
 
-{{/* Container port of each component: a fact of its image. */}}
+{{/*
+Container port number of a component, a fact of its image: (list $ "component"), or "<component>-metrics" for a data
+store's exporter. From the component registry (files/components.yaml).
+*/}}
 {{- define "agentforge.port" -}}
-{{- $ports := dict "frontend" 3000 "backend" 8000 "data-collector" 8001 "postgresql" 5432 "redis" 6379 "prometheus" 9090 "grafana" 3000 "postgresql-metrics" 9187 "redis-metrics" 9121 -}}
-{{- get $ports . -}}
+{{- $name := index . 1 -}}
+{{- range (include "agentforge.components" (index . 0) | fromYaml).components -}}
+{{- if eq .name $name -}}
+{{- .port.number -}}
+{{- else if and .exporter (eq (printf "%s-metrics" .name) $name) -}}
+{{- .exporter.port -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Fully qualified in-cluster hostname of a component's Service. */}}
@@ -38,7 +47,7 @@ origin (the edge serves the frontend and the API on one origin), the WebSocket's
 {{- define "agentforge.databaseEndpoint" -}}
 {{- if .Values.postgresql.enabled -}}
 host: {{ include "agentforge.host" (list . "postgresql") }}
-port: {{ include "agentforge.port" "postgresql" }}
+port: {{ include "agentforge.port" (list $ "postgresql") }}
 database: {{ .Values.postgresql.auth.database }}
 {{- else -}}
 host: {{ .Values.externalDatabase.host }}
@@ -51,7 +60,7 @@ database: {{ .Values.externalDatabase.database }}
 {{- define "agentforge.redisEndpoint" -}}
 {{- if .Values.redis.enabled -}}
 host: {{ include "agentforge.host" (list . "redis") }}
-port: {{ include "agentforge.port" "redis" }}
+port: {{ include "agentforge.port" (list $ "redis") }}
 database: 0
 {{- else -}}
 host: {{ .Values.externalRedis.host }}

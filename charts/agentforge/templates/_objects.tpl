@@ -78,7 +78,7 @@ spec:
     {{- include "agentforge.selectorLabels" (list $root $component) | nindent 4 }}
   ports:
     - name: {{ $portName }}
-      port: {{ include "agentforge.port" $component }}
+      port: {{ include "agentforge.port" (list $root $component) }}
       targetPort: {{ $portName }}
       protocol: TCP
       {{- if and (ne $type "ClusterIP") $service.nodePort }}
@@ -86,7 +86,7 @@ spec:
       {{- end }}
     {{- if and (gt (len .) 5) (index . 5) }}
     - name: metrics
-      port: {{ include "agentforge.port" (printf "%s-metrics" $component) }}
+      port: {{ include "agentforge.port" (list $root (printf "%s-metrics" $component)) }}
       targetPort: metrics
       protocol: TCP
     {{- end }}

@@ -36,10 +36,13 @@ No check is left outside this file.
 {{- end -}}
 {{- $v := .Values -}}
 {{- $errors := list -}}
+{{- /* Lists of components come from the registry (files/components.yaml), in its order. */ -}}
+{{- $components := include "agentforge.componentsWith" (list . "") | fromJsonArray -}}
 
 {{- /* An HTTP server's grace period must cover its preStop sleep plus its server's graceful shutdown (uvicorn's
 --timeout-graceful-shutdown; Next.js has none and exits at once): the kubelet counts the sleep against it. */ -}}
-{{- range $component := list "backend" "frontend" "dataCollector" -}}
+{{- range $entry := include "agentforge.componentsWith" (list . "httpServer") | fromJsonArray -}}
+{{- $component := $entry.key -}}
 {{- $c := index $v $component -}}
 {{- $graceful := 0 -}}
 {{- if $c.server -}}{{- $graceful = int $c.server.gracefulShutdownSeconds -}}{{- end -}}
@@ -53,8 +56,10 @@ No check is left outside this file.
 
 {{- /* Server arguments that would start more than one process, or recycle or reload the only one: the in-memory
 state (WebSocket sessions, collections) lives in one process. */ -}}
-{{- range $path, $args := dict "backend.server.extraArgs" $v.backend.server.extraArgs "dataCollector.server.extraArgs" $v.dataCollector.server.extraArgs -}}
-{{- range $args -}}
+{{- $servers := include "agentforge.componentsWith" (list . "server") | fromJsonArray -}}
+{{- range $entry := $servers -}}
+{{- $path := printf "%s.server.extraArgs" $entry.key -}}
+{{- range (index $v $entry.key).server.extraArgs -}}
 {{- if regexMatch "^--(workers|reload|limit-max-requests)([= ]|$)" (toString .) -}}
 {{- $errors = append $errors (printf "%s must not contain %q: the server runs exactly one process, which holds the in-memory state (set workers in values, which must be 1)" $path .) -}}
 {{- end -}}
@@ -62,8 +67,9 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 {{- /* uvicorn also reads every option from a UVICORN_<OPTION> variable when the command line leaves it out
 (UVICORN_LIMIT_MAX_REQUESTS, UVICORN_RELOAD), and WEB_CONCURRENCY for the worker count. */ -}}
-{{- range $path, $env := dict "backend.extraEnv" $v.backend.extraEnv "dataCollector.extraEnv" $v.dataCollector.extraEnv -}}
-{{- range $env -}}
+{{- range $entry := $servers -}}
+{{- $path := printf "%s.extraEnv" $entry.key -}}
+{{- range (index $v $entry.key).extraEnv -}}
 {{- if regexMatch "^(UVICORN_(WORKERS|RELOAD|LIMIT_MAX_REQUESTS)|WEB_CONCURRENCY)$" (toString .name) -}}
 {{- $errors = append $errors (printf "%s must not set %s: uvicorn reads it as a server option, and the server runs exactly one process, which holds the in-memory state (set workers in values, which must be 1)" $path .name) -}}
 {{- end -}}
@@ -195,7 +201,8 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- if and $v.networkPolicy.egress.enabled (not $v.networkPolicy.enabled) -}}
 {{- $errors = append $errors "networkPolicy.egress.enabled is true while networkPolicy.enabled is false: no policy, egress included, would be rendered. Set networkPolicy.enabled=true, or networkPolicy.egress.enabled=false" -}}
 {{- end -}}
-{{- range $component := list "prometheus" "grafana" -}}
+{{- range $entry := include "agentforge.componentsWith" (list . "claim") | fromJsonArray -}}
+{{- $component := $entry.key -}}
 {{- $persistence := (index $v $component).persistence -}}
 {{- if and $persistence.existingClaim (not $persistence.enabled) -}}
 {{- $errors = append $errors (printf "%s.persistence.existingClaim (%q) is set while %s.persistence.enabled is false: the claim would not be mounted. Set %s.persistence.enabled=true" $component $persistence.existingClaim $component $component) -}}
@@ -215,7 +222,8 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 
 {{- /* Extension points: a PDB takes one of minAvailable and maxUnavailable. */ -}}
-{{- range $component := list "backend" "frontend" -}}
+{{- range $entry := include "agentforge.componentsWith" (list . "autoscaled") | fromJsonArray -}}
+{{- $component := $entry.key -}}
 {{- $pdb := (index $v $component).pdb -}}
 {{- $min := not (kindIs "invalid" $pdb.minAvailable) -}}
 {{- $max := not (kindIs "invalid" $pdb.maxUnavailable) -}}
@@ -226,7 +234,9 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- end -}}
 {{- end -}}
 {{- /* A Service field that its type does not read would be ignored (or refused by the API server). */ -}}
-{{- range $component := list "backend" "frontend" "dataCollector" "prometheus" "grafana" -}}
+{{- range $entry := $components -}}
+{{- if not $entry.headless -}}
+{{- $component := $entry.key -}}
 {{- $service := (index $v $component).service -}}
 {{- $type := $service.type | default "ClusterIP" -}}
 {{- if and (eq $type "ClusterIP") $service.nodePort -}}
@@ -244,8 +254,10 @@ state (WebSocket sessions, collections) lives in one process. */ -}}
 {{- $errors = append $errors (printf "%s.service.sessionAffinityConfig is set while %s.service.sessionAffinity is %q: it applies to ClientIP affinity only" $component $component ($service.sessionAffinity | default "")) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
 {{- /* The StatefulSets' Services are headless: their names resolve to the one pod, and nothing balances or pins. */ -}}
-{{- range $component := list "postgresql" "redis" -}}
+{{- range $entry := include "agentforge.componentsWith" (list . "headless") | fromJsonArray -}}
+{{- $component := $entry.key -}}
 {{- range $field := list "sessionAffinity" "sessionAffinityConfig" -}}
 {{- if index (index $v $component).service $field -}}
 {{- $errors = append $errors (printf "%s.service.%s is not supported: the %s Service is headless (its name resolves to the one pod), so there is no load balancing to pin" $component $field $component) -}}
@@ -272,14 +284,17 @@ must hold the backend's worst case, every pod's pool full at once (README: Datab
 {{- end -}}
 {{- end -}}
 {{- /* Pod DNS: dnsPolicy None leaves the pod with no resolver but the ones dnsConfig names. */ -}}
-{{- range $component := list "backend" "frontend" "dataCollector" "postgresql" "redis" "prometheus" "grafana" -}}
+{{- range $entry := $components -}}
+{{- $component := $entry.key -}}
 {{- $c := index $v $component -}}
 {{- if and (eq $c.dnsPolicy "None") (not (dig "nameservers" list ($c.dnsConfig | default dict))) -}}
 {{- $errors = append $errors (printf "%s.dnsPolicy is None but %s.dnsConfig.nameservers is empty: the pods would have no DNS server. Give dnsConfig.nameservers, or another dnsPolicy" $component $component) -}}
 {{- end -}}
 {{- end -}}
 {{- /* Update strategies. A rolling update's missing fields take Kubernetes' default, 25%. */ -}}
-{{- range $component := list "backend" "frontend" "dataCollector" "prometheus" "grafana" -}}
+{{- range $entry := $components -}}
+{{- if eq $entry.kind "Deployment" -}}
+{{- $component := $entry.key -}}
 {{- $strategy := (index $v $component).strategy -}}
 {{- $rolling := $strategy.rollingUpdate | default dict -}}
 {{- $surge := "25%" -}}
@@ -298,6 +313,7 @@ must hold the backend's worst case, every pod's pool full at once (README: Datab
 {{- $errors = append $errors (printf "backend.strategy must be a RollingUpdate with rollingUpdate.maxUnavailable 0 (it is type %s, maxUnavailable %s): each backend pod's one worker holds its WebSocket sessions, so a rollout starts the new pod before it stops an old one. Raise rollingUpdate.maxSurge to roll faster" $strategy.type (ternary $unavailable "-" $rollingUpdate)) -}}
 {{- else if and $rollingUpdate (dig "persistence" "enabled" false (index $v $component)) (not (has $surge (list "0" "0%"))) -}}
 {{- $errors = append $errors (printf "%s.strategy: a RollingUpdate with maxSurge %s starts the new pod while the old one holds the ReadWriteOnce claim (%s.persistence.enabled): keep type Recreate, or set rollingUpdate.maxSurge to 0 and maxUnavailable to 1" $component $surge $component) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -335,13 +351,13 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{- if regexMatch "(?im)^\\s*(requirepass|masterauth|user)\\s" ($redis.extraConfig | default "") -}}
 {{- $errors = append $errors "redis.extraConfig must not set requirepass, masterauth or user: passwords belong in the Secret (redis.auth.password), never in a ConfigMap" -}}
 {{- end -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "redis" "redis" "") | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "redis") | fromJsonArray) -}}
 {{- end -}}
 {{- if $v.monitoring.enabled -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "prometheus" "http" "") | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "prometheus") | fromJsonArray) -}}
 {{- end -}}
 {{- if $v.postgresql.enabled -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "postgresql" "postgresql" "") | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "postgresql") | fromJsonArray) -}}
 {{- end -}}
 {{- $dnsSelector := $v.networkPolicy.egress.dnsNamespaceSelector -}}
 {{- if and $v.networkPolicy.enabled (or (kindIs "invalid" $dnsSelector) (eq (toString $dnsSelector) "")) -}}
@@ -362,10 +378,10 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{- $errors = append $errors . -}}
 {{- end -}}
 {{- end -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "grafana" "http" "") | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "grafana") | fromJsonArray) -}}
 {{- end -}}
 {{- $errors = concat $errors (include "agentforge.validate.scaling" (list . "frontend") | fromJsonArray) -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "frontend" "http" "") | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "frontend") | fromJsonArray) -}}
 {{- /* extraObjects: each item renders one object. */ -}}
 {{- range $i, $item := $v.extraObjects -}}
 {{- $text := include "agentforge.tpl" (list $ $item) -}}
@@ -374,12 +390,12 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{- $errors = append $errors (printf "extraObjects[%d] must render one Kubernetes object with apiVersion, kind and metadata.name; it renders:\n%s" $i ($text | trim)) -}}
 {{- end -}}
 {{- end -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "dataCollector" "http" $v.dataCollector.server.module) | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "dataCollector") | fromJsonArray) -}}
 {{- $errors = concat $errors (include "agentforge.validate.scaling" (list . "backend") | fromJsonArray) -}}
 {{- if $appSecretChecks -}}
 {{- $errors = concat $errors (include "agentforge.validate.appSecret" . | fromJsonArray) -}}
 {{- end -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "backend" "http" $v.backend.server.module) | fromJsonArray) -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "backend") | fromJsonArray) -}}
 
 {{- with $errors -}}
 {{- fail (printf "\n- %s" (join "\n- " .)) -}}
@@ -387,16 +403,19 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{- end -}}
 
 {{/*
-The refusals of a component's extra containers, as a JSON list: (list $ VALUES-KEY PORT-NAME MODULE), its
-extraInitContainers first, then its extraContainers (agentforge.extraContainers.review).
+The refusals of a component's extra containers, as a JSON list: (list $ VALUES-KEY), its extraInitContainers first,
+then its extraContainers (agentforge.extraContainers.review), held to its port's name and, for a server, its module
+(the registry, files/components.yaml).
 */}}
 {{- define "agentforge.validate.extraContainers" -}}
 {{- $root := index . 0 -}}
 {{- $key := index . 1 -}}
 {{- $values := index $root.Values $key -}}
+{{- $entry := include "agentforge.component" . | fromJson -}}
+{{- $module := ternary (dig "server" "module" "" $values) "" $entry.server -}}
 {{- $errors := list -}}
 {{- range $field := list "extraInitContainers" "extraContainers" -}}
-{{- $review := include "agentforge.extraContainers.review" (dict "root" $root "path" (printf "%s.%s" $key $field) "containers" (index $values $field) "securityContext" $values.containerSecurityContext "portName" (index $ 2) "module" (index $ 3)) | fromJson -}}
+{{- $review := include "agentforge.extraContainers.review" (dict "root" $root "path" (printf "%s.%s" $key $field) "containers" (index $values $field) "securityContext" $values.containerSecurityContext "portName" $entry.port.name "module" $module) | fromJson -}}
 {{- with $review.error -}}
 {{- $errors = append $errors . -}}
 {{- end -}}

@@ -38,7 +38,7 @@ spec:
 {{- define "agentforge.httpRoute.backendRefs" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
-{{- list (dict "name" (include "agentforge.componentName" (list $root $component)) "port" (include "agentforge.port" $component | int)) | toYaml -}}
+{{- list (dict "name" (include "agentforge.componentName" (list $root $component)) "port" (include "agentforge.port" (list $root $component) | int)) | toYaml -}}
 {{- end -}}
 
 {{/* PathPrefix matches of the given paths. */}}

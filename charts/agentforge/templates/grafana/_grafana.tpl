@@ -30,7 +30,7 @@ datasources.yaml: |
       # A fixed uid: the dashboard references its datasource by this uid.
       uid: {{ .Values.grafana.datasourceUid | quote }}
       access: proxy
-      url: http://{{ include "agentforge.host" (list . "prometheus") }}:{{ include "agentforge.port" "prometheus" }}
+      url: http://{{ include "agentforge.host" (list . "prometheus") }}:{{ include "agentforge.port" (list $ "prometheus") }}
       isDefault: true
       editable: false
       jsonData:

@@ -93,7 +93,7 @@ rules:
             service:
               name: {{ include "agentforge.componentName" (list $root $component) }}
               port:
-                number: {{ include "agentforge.port" $component }}
+                number: {{ include "agentforge.port" (list $root $component) }}
         {{- end }}
         {{- with $extra.after }}
         {{- toYaml . | nindent 8 }}

@@ -1,12 +1,12 @@
 {{/*
 The metrics exporter sidecar of a bundled data store: (dict "root" $ "component" "postgresql"|"redis" "values"
 .Values.<component> "env" ENV-YAML). Its image's entrypoint runs it; it listens on port `metrics`
-(agentforge.port "<component>-metrics") and reaches the server over the pod's loopback. Credentials come in ENV
+(agentforge.port "<component>-metrics", the registry's exporter port) and reaches the server over the pod's loopback. Credentials come in ENV
 (secretKeyRefs), never on its command line.
 */}}
 {{- define "agentforge.exporterContainer" -}}
 {{- $values := .values -}}
-{{- $port := include "agentforge.port" (printf "%s-metrics" .component) -}}
+{{- $port := include "agentforge.port" (list .root (printf "%s-metrics" .component)) -}}
 - name: metrics
   image: {{ include "agentforge.image" (list .root $values.metrics.image) }}
   imagePullPolicy: {{ $values.metrics.image.pullPolicy }}
@@ -35,13 +35,19 @@ The metrics exporter sidecar of a bundled data store: (dict "root" $ "component"
 {{- end -}}
 
 
-{{/* What a Prometheus scrapes, as a YAML list of {component, port}: the app's HTTP ports, and the exporters that run. */}}
+{{/*
+What a Prometheus scrapes, as a YAML list of {component, port}: the components that serve their own metrics (the
+registry's `scraped`, on their port), then the data stores' exporters that run (`exporter`, on the port `metrics`).
+*/}}
 {{- define "agentforge.monitoring.targets" -}}
-{{- $targets := list (dict "component" "backend" "port" "http") (dict "component" "data-collector" "port" "http") -}}
-{{- range $component := list "postgresql" "redis" -}}
-{{- $values := index $.Values $component -}}
+{{- $targets := list -}}
+{{- range include "agentforge.componentsWith" (list $ "scraped") | fromJsonArray -}}
+{{- $targets = append $targets (dict "component" .name "port" .port.name) -}}
+{{- end -}}
+{{- range include "agentforge.componentsWith" (list $ "exporter") | fromJsonArray -}}
+{{- $values := index $.Values .key -}}
 {{- if and $values.enabled $values.metrics.enabled -}}
-{{- $targets = append $targets (dict "component" $component "port" "metrics") -}}
+{{- $targets = append $targets (dict "component" .name "port" "metrics") -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml $targets -}}

@@ -61,7 +61,7 @@ while the chart's Ingress is on, the Gateway's data plane while its HTTPRoutes a
 {{- toYaml $peers -}}
 {{- end -}}
 
-{{/* A TCP port list of one component's port: (component), as YAML. */}}
+{{/* A TCP port list of one component's port: (list $ "component"), as YAML. */}}
 {{- define "agentforge.networkPolicy.ports" -}}
 - protocol: TCP
   port: {{ include "agentforge.port" . }}
@@ -97,11 +97,11 @@ spec:
 {{- end }}
 {{- end -}}
 
-{{/* A rule allowing PEERS to the port of a component: (list PEERS "component"); nothing without peers. */}}
+{{/* A rule allowing PEERS to the port of a component: (list $ PEERS "component"); nothing without peers. */}}
 {{- define "agentforge.networkPolicy.rule" -}}
-{{- $peers := index . 0 -}}
+{{- $peers := index . 1 -}}
 {{- if $peers -}}
-{{- list (dict "from" $peers "ports" (include "agentforge.networkPolicy.ports" (index . 1) | fromYamlArray)) | toYaml -}}
+{{- list (dict "from" $peers "ports" (include "agentforge.networkPolicy.ports" (list (index . 0) (index . 2)) | fromYamlArray)) | toYaml -}}
 {{- else -}}
 []
 {{- end -}}

@@ -30,7 +30,7 @@ alerting:
 scrape_configs:
   - job_name: prometheus
     static_configs:
-      - targets: ["localhost:{{ include "agentforge.port" "prometheus" }}"]
+      - targets: ["localhost:{{ include "agentforge.port" (list $ "prometheus") }}"]
   - job_name: agentforge
     scheme: http
     metrics_path: /metrics
