@@ -10,10 +10,11 @@ import pytest
 
 from harness import appsrc
 from harness.appstack import Stack, release
+from harness.components import SERVERS
 from harness.objects import argv, container, env_of, pod_spec
 from harness.render import CHART, load_yaml
 
-PYTHON_COMPONENTS = ["backend", "data-collector"]
+PYTHON_COMPONENTS = SERVERS
 
 
 def test_every_component_with_code_names_its_dockerfile():

@@ -9,13 +9,14 @@ from kubernetes.client import V1DeleteOptions, V1Eviction, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster import RESTRICTED, label_nodes, labelled_nodes, nodes_labelled, unlabel_nodes, wait_for
+from harness.components import AUTOSCALED
 
 NAMESPACE = "af-e2e-disruption"
 RELEASE = "agentforge"
 # The release's pods may run only on nodes carrying this label; taking it off a node stands in for a cordon
 # that touches no other test's pods.
 NODE_LABEL = "agentforge-e2e/disruption"
-COMPONENTS = ("backend", "frontend")
+COMPONENTS = AUTOSCALED
 
 
 def ready_pods(k8s, component):

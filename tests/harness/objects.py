@@ -9,19 +9,6 @@ if TYPE_CHECKING:
     from harness.render import Manifests
 
 
-# Every component with a workload of its own: values key: (workload kind, component: its label, the suffix of its
-# objects' names and its main container's name).
-WORKLOADS = {
-    "backend": ("Deployment", "backend"),
-    "frontend": ("Deployment", "frontend"),
-    "dataCollector": ("Deployment", "data-collector"),
-    "postgresql": ("StatefulSet", "postgresql"),
-    "redis": ("StatefulSet", "redis"),
-    "prometheus": ("Deployment", "prometheus"),
-    "grafana": ("Deployment", "grafana"),
-}
-
-
 def pod_spec(obj: dict) -> dict:
     """The pod spec of a workload (Deployment, StatefulSet, Job, CronJob) or Pod."""
     if obj["kind"] == "Pod":

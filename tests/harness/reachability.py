@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.components import PORTS
 from harness.policy import WORKLOAD_KINDS, AddressPool, Cluster, External, Pod, pod_of, pod_template
 from harness.render import render_chart
 
@@ -9,10 +10,6 @@ RELEASE = NAMESPACE = "agentforge"
 
 
 CHART_LABELS = {"app.kubernetes.io/name": "agentforge", "app.kubernetes.io/instance": RELEASE}
-
-
-PORTS = {"frontend": 3000, "backend": 8000, "data-collector": 8001, "postgresql": 5432, "redis": 6379,
-         "prometheus": 9090, "grafana": 3000}
 
 
 ALL_PORTS = sorted(set(PORTS.values()))

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from harness.components import BY_NAME
 from harness.render import CHART, KUBE_VERSIONS, RENDERER, ROOT, TOOLS_BIN, helm, parse, render_chart
 from harness.values import SCENARIOS, deep_merge
 
@@ -72,8 +73,7 @@ DEFAULT_INVENTORY = {
 
 # The app.kubernetes.io/component values: one per component, plus the app's settings (config), the cross-cutting
 # NetworkPolicies and the `helm test` pod.
-COMPONENTS = {"backend", "frontend", "data-collector", "migrations", "postgresql", "redis", "prometheus", "grafana",
-              "config", "networkpolicy", "test"}
+COMPONENTS = set(BY_NAME) | {"migrations", "config", "networkpolicy", "test"}
 
 
 def test_default_inventory(default_render):

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from harness.components import EXPORTER_PORTS
 from harness.exporters import ON, exporter
 from harness.objects import env_of, pod_spec
 from harness.policy import AddressPool, Cluster, Pod, pod_of
@@ -17,8 +18,8 @@ from harness.servers import (
     EXPORTER_SERIES,
 )
 
-PORTS = {"postgresql": 9187, "redis": 9121}
-COMPONENTS = ("postgresql", "redis")
+PORTS = EXPORTER_PORTS
+COMPONENTS = tuple(EXPORTER_PORTS)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import copy
 
 import pytest
 
-from harness.objects import WORKLOADS, argv, component_name, container, env_of, flag, pod_spec
+from harness.components import WORKLOADS
+from harness.objects import argv, component_name, container, env_of, flag, pod_spec
 from harness.podsecurity import restricted_violations
 from harness.render import CHART, load_yaml, render_chart, render_error
 from harness.values import SCENARIOS, deep_merge

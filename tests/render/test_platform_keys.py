@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from harness.objects import WORKLOADS as COMPONENT_WORKLOADS
+from harness.components import WORKLOADS as COMPONENT_WORKLOADS
 from harness.objects import pod_spec
 from harness.render import render_chart, render_error
 from harness.values import SCENARIOS, deep_merge
