@@ -250,7 +250,7 @@ OLDEST_RENDERER = RenderServer(TOOLS_BIN / "render-server-oldest", cli=HELM_OLDE
 
 
 def parse(manifest: str) -> tuple[dict, ...]:
-    return tuple(d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if d)  # libyaml: 10x faster
+    return tuple(d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if d)  # libyaml's loader
 
 
 def _render_uncached(values_json: str, name: str, namespace: str, kube_version: str, binary: str | None,
@@ -272,8 +272,8 @@ def _render_uncached(values_json: str, name: str, namespace: str, kube_version: 
 
 @functools.cache
 def _render_kept(*args) -> bytes:
-    """A render kept for the session, pickled: each caller unpickles a copy of its own (4x faster than a JSON
-    round trip, the costliest Python step of a render)."""
+    """A render kept for the session, pickled: each caller unpickles a copy of its own (cheaper than a JSON round
+    trip, the costliest Python step of a render)."""
     return pickle.dumps(_render_uncached(*args), protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -83,7 +83,7 @@ GATEWAY_PATHS = {
 }
 
 
-# The release behind ingress-nginx (the preset of the Ingress that earlier versions rendered by default), whose
+# The release behind ingress-nginx (the chart's ingress-nginx preset of the Ingress), whose
 # namespace the scene's controller pods are in; every scenario but "no-edge" starts from it.
 NGINX_EDGE = {"ingress": {"enabled": True, "controller": "ingress-nginx"}}
 SCENARIOS = {
