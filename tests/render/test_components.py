@@ -30,6 +30,21 @@ def test_an_app_components_port_is_the_one_its_image_exposes(component, dockerfi
     assert exposed == [BY_NAME[component]["port"]["number"]], (dockerfile, exposed)
 
 
+# The application's code that serves Prometheus metrics, per component (AGENTFORGE_SRC).
+METRICS_CODE = {"backend": "backend/gateway/routes/metrics.py", "data-collector": "data-collector/main.py"}
+
+
+@pytest.mark.parametrize("entry", REGISTRY, ids=lambda c: c["name"])
+def test_scraped_are_the_components_whose_code_serves_metrics(entry):
+    """A component is scraped on its own port exactly when the application's code serves /metrics there (the
+    data stores' series come from their exporters)."""
+    path = METRICS_CODE.get(entry["name"])
+    assert entry["scraped"] == (path is not None)
+    if path:
+        text = (appsrc.source_root() / path).read_text()
+        assert "prometheus_client" in text or "generate_latest" in text, path
+
+
 @pytest.mark.parametrize("entry", REGISTRY, ids=lambda c: c["name"])
 def test_each_entry_is_what_the_chart_renders(entry):
     """The kind, name, container and named port the registry gives a component are its rendered workload's, and the

@@ -13,7 +13,7 @@ import copy
 
 import pytest
 
-from harness.components import WORKLOADS
+from harness.components import REGISTRY, WORKLOADS
 from harness.objects import argv, component_name, container, env_of, flag, pod_spec
 from harness.podsecurity import restricted_violations
 from harness.render import CHART, load_yaml, render_chart, render_error
@@ -24,8 +24,8 @@ VALUES = load_yaml((CHART / "values.yaml").read_text())
 # values key: (workload kind, component (object names, main container), the component's port name)
 COMPONENTS = {key: (kind, component, component if kind == "StatefulSet" else "http")
               for key, (kind, component) in WORKLOADS.items()}
-# Components with a Service of their own that may leave the cluster (postgresql and redis have headless ones).
-EXPOSABLE = ("backend", "frontend", "dataCollector", "prometheus", "grafana")
+# Components with a Service of their own that may leave the cluster (the data stores have headless ones).
+EXPOSABLE = tuple(c["key"] for c in REGISTRY if not c["headless"])
 DEPLOYMENTS = EXPOSABLE
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 HANDLERS = ("httpGet", "exec", "tcpSocket", "grpc")

@@ -10,10 +10,11 @@ import json
 
 import pytest
 
+from harness.components import REGISTRY
 from harness.monitoring import CRD_SCHEMAS, crd_errors
 from harness.render import render_chart, render_error
 
-SCRAPED = ("backend", "data-collector")
+SCRAPED = tuple(c["name"] for c in REGISTRY if c["scraped"])
 NOT_SCRAPED = (("Deployment", "agentforge-frontend"), ("Job", "agentforge-migrate"),
                ("Deployment", "agentforge-prometheus"), ("Deployment", "agentforge-grafana"))
 ALL_ON = {"monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True},

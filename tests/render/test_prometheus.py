@@ -6,11 +6,12 @@ import subprocess
 import pytest
 import yaml
 
+from harness.components import REGISTRY
 from harness.monitoring import PROMETHEUS, PROMTOOL, app_job, prometheus_config, scrape_targets
 from harness.objects import container, pod_spec
 from harness.render import render_chart, render_error
 
-SCRAPED = {"backend": 8000, "data-collector": 8001}
+SCRAPED = {c["name"]: c["port"]["number"] for c in REGISTRY if c["scraped"]}
 
 
 # --- A small model of Prometheus' target discovery and relabeling, enough to run the rendered rules. ---
