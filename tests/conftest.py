@@ -46,6 +46,8 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (before it starts any xdist worker), or a run without
+        os.environ["AGENTFORGE_RUN_ID"] = f"{os.getpid()}-{time.time_ns()}"
     for needed in (HELM, RENDERER.command[0], KUBE_SCHEMAS):
         if not (shutil.which(needed) or Path(needed).is_dir()):
             raise pytest.UsageError(f"{needed} is missing: run `make tools` (or `make test`, which installs it)")
@@ -89,11 +91,6 @@ def k8s(cli):
 CLI_CHECK_RECORDS = HERE.parent / ".artifacts" / "cli-check"
 
 
-def pytest_sessionstart(session):
-    if not hasattr(session.config, "workerinput"):  # the controller, or a run without workers
-        os.environ["AGENTFORGE_RUN_ID"] = f"{os.getpid()}-{time.time_ns()}"
-
-
 def pytest_sessionfinish(session):
     from harness.render import CLI_CHECK
 
@@ -113,6 +110,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("timings")
         for name, value in sorted(set(timings)):
             terminalreporter.write_line(f"{name.removeprefix('timing: ')}: {value}")
+    if hasattr(terminalreporter.config, "workerinput"):
+        return  # an xdist worker: the controller sums up every worker's records
     records = sorted(CLI_CHECK_RECORDS.glob(f"{os.environ.get('AGENTFORGE_RUN_ID', 'run')}-*.json"))
     if records:
         loaded = [json.loads(r.read_text()) for r in records]

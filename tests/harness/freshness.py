@@ -63,6 +63,9 @@ def problems(source: str, filename: str = "<test>") -> list[str]:
             if loop is None:
                 continue
             targets, repeated = loop
+            # names (re)bound on every turn vary with it too
+            targets = targets | {n.id for part in repeated for n in ast.walk(part)
+                                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             for inner in (n for part in repeated for n in ast.walk(part)):
                 if _is_render(inner) and not _fresh(inner) and not (_names(inner) & targets):
                     out.append(f"{filename}:{inner.lineno}: {func.name} renders {_input(inner)} again in a loop "

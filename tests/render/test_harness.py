@@ -37,6 +37,7 @@ def test_the_freshness_check_catches(source):
     "def test_x():\n    a = render_chart(V)\n    b = render_chart(W)\n",
     "def test_x():\n    for v in VALUES:\n        render_chart(v)\n",
     "def test_x():\n    for obj in render_chart(V):\n        assert obj\n",
+    "def test_x():\n    for path in PATHS:\n        values = {path: False}\n        render_chart(values)\n",
     "def test_x():\n    assert {o['kind'] for o in render_chart(V)}\n",
     "def helper():\n    return render_chart(V), render_chart(V)\n",
 ])
