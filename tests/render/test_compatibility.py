@@ -16,11 +16,13 @@ from harness.render import (
     HELM_OLDEST,
     KUBE_VERSIONS,
     MAX_KUBE,
+    OLDEST_RENDERER,
     RENDERER,
     ROOT,
     RenderError,
     comparable,
     helm,
+    parse,
     pinned,
     render_chart,
 )
@@ -109,3 +111,22 @@ def test_older_helm_refused_naming_the_floor():
     proc = helm("template", "old", str(CHART), binary=HELM_BELOW_OLDEST, check=False)
     assert proc.returncode != 0
     assert "this chart needs Helm 3.15 or later" in proc.stderr and "this is Helm v3.14" in proc.stderr
+
+
+@pytest.mark.parametrize("renderer,binary", [(RENDERER, HELM), (OLDEST_RENDERER, HELM_OLDEST)],
+                         ids=["newest", "oldest"])
+def test_render_server_reports_the_helm_version_the_cli_does(tmp_path, renderer, binary):
+    """The chart gates on .Capabilities.HelmVersion: the server is built with the CLI's version flags, so a template
+    reads the same version, commit and Go version from both."""
+    chart = tmp_path / "version"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: version\nversion: 0.1.0\n")
+    (chart / "templates" / "version.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: version\ndata:\n"
+        "  version: {{ .Capabilities.HelmVersion.Version | quote }}\n"
+        "  commit: {{ .Capabilities.HelmVersion.GitCommit | quote }}\n"
+        "  tree: {{ .Capabilities.HelmVersion.GitTreeState | quote }}\n")
+    served = parse(renderer.render("{}", chart=chart, name="v"))[0]["data"]
+    cli = parse(helm("template", "v", str(chart), binary=binary).stdout)[0]["data"]
+    assert served == cli
+    assert served["version"] == helm("version", "--template", "{{ .Version }}", binary=binary).stdout.strip()
