@@ -43,3 +43,23 @@ annotations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The metadata of an object of the release, at indentation 0 (`metadata:` then this, `| nindent 2`): its name, namespace,
+labels and annotations. (dict "root" $ "suffix" SUFFIX "component" LABEL "annotations" DICT), the name
+<prefix>-SUFFIX (agentforge.componentName), or "name" NAME for a name of its own; LABEL the component label; DICT the
+object's own annotations, over commonAnnotations.
+*/}}
+{{- define "agentforge.metadata" -}}
+{{- if .name -}}
+name: {{ .name }}
+{{- else -}}
+name: {{ include "agentforge.componentName" (list .root .suffix) }}
+{{- end }}
+namespace: {{ include "agentforge.namespace" .root }}
+labels:
+  {{- include "agentforge.labels" (list .root .component) | nindent 2 }}
+{{- with include "agentforge.metadataAnnotations" (list .root (.annotations | default dict)) }}
+{{- . | nindent 0 }}
+{{- end }}
+{{- end -}}

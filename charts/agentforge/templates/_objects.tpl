@@ -14,13 +14,7 @@ automounted through the account; the one pod that calls the API (Prometheus) ask
 apiVersion: v1
 kind: ServiceAccount
 metadata:
-  name: {{ include "agentforge.serviceAccountName" . }}
-  namespace: {{ include "agentforge.namespace" $root }}
-  labels:
-    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with include "agentforge.metadataAnnotations" (list $root $sa.annotations) }}
-  {{- . | nindent 2 }}
-  {{- end }}
+  {{- include "agentforge.metadata" (dict "root" $root "name" (include "agentforge.serviceAccountName" .) "component" $component "annotations" $sa.annotations) | nindent 2 }}
 automountServiceAccountToken: false
 {{- end }}
 {{- end -}}
@@ -41,13 +35,7 @@ that reads them; agentforge.validateValues refuses them with any other.
 apiVersion: v1
 kind: Service
 metadata:
-  name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ include "agentforge.namespace" $root }}
-  labels:
-    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with include "agentforge.metadataAnnotations" (list $root $service.annotations) }}
-  {{- . | nindent 2 }}
-  {{- end }}
+  {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component "annotations" $service.annotations) | nindent 2 }}
 spec:
   type: {{ $type }}
   {{- if index . 3 }}
@@ -104,13 +92,7 @@ agentforge.validateValues refuses minReplicas above maxReplicas.
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
-  name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ include "agentforge.namespace" $root }}
-  labels:
-    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with include "agentforge.metadataAnnotations" (list $root (dict)) }}
-  {{- . | nindent 2 }}
-  {{- end }}
+  {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component) | nindent 2 }}
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
@@ -145,13 +127,7 @@ node drain (a minAvailable at or above the replica count, a maxUnavailable of 0)
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ include "agentforge.namespace" $root }}
-  labels:
-    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with include "agentforge.metadataAnnotations" (list $root (dict)) }}
-  {{- . | nindent 2 }}
-  {{- end }}
+  {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component) | nindent 2 }}
 spec:
   {{- if kindIs "invalid" $pdb.maxUnavailable }}
   minAvailable: {{ $pdb.minAvailable }}

@@ -10,13 +10,7 @@ its listener must admit routes from the release's namespace.
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
-  name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ include "agentforge.namespace" $root }}
-  labels:
-    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with include "agentforge.metadataAnnotations" (list $root $route.annotations) }}
-  {{- . | nindent 2 }}
-  {{- end }}
+  {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component "annotations" $route.annotations) | nindent 2 }}
 spec:
   parentRefs:
     - name: {{ $parent.name | quote }}

@@ -64,39 +64,51 @@ tls:
 {{- end -}}
 
 {{/*
-Rules of an Ingress: (list $ "component" PATHS EXTRA), every path to the component's Service on its port, with
-ingress.pathType; with EXTRA true, ingress.extraPaths before (position `before`, the default) or after them.
+An Ingress of the release: (dict "root" $ "component" "backend"|"frontend" "annotations" DICT "paths" PATHS "extraPaths"
+BOOL). Every path goes to the component's Service on its port, with ingress.pathType, for every host of
+ingress.hosts; with extraPaths true, ingress.extraPaths come before (position `before`, the default) or after them.
 */}}
-{{- define "agentforge.ingress.rules" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $paths := index . 2 -}}
+{{- define "agentforge.ingress" -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $paths := .paths -}}
 {{- $extra := dict "before" list "after" list -}}
-{{- if index . 3 -}}
+{{- if .extraPaths -}}
 {{- range $root.Values.ingress.extraPaths -}}
 {{- $position := .position | default "before" -}}
 {{- $_ := set $extra $position (append (get $extra $position) (omit . "position")) -}}
 {{- end -}}
 {{- end -}}
-rules:
-{{- range $root.Values.ingress.hosts }}
-  - host: {{ . | quote }}
-    http:
-      paths:
-        {{- with $extra.before }}
-        {{- toYaml . | nindent 8 }}
-        {{- end }}
-        {{- range $paths }}
-        - path: {{ . }}
-          pathType: {{ $root.Values.ingress.pathType }}
-          backend:
-            service:
-              name: {{ include "agentforge.componentName" (list $root $component) }}
-              port:
-                number: {{ include "agentforge.port" (list $root $component) }}
-        {{- end }}
-        {{- with $extra.after }}
-        {{- toYaml . | nindent 8 }}
-        {{- end }}
-{{- end }}
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component "annotations" .annotations) | nindent 2 }}
+spec:
+  {{- with include "agentforge.ingress.className" $root }}
+  ingressClassName: {{ . }}
+  {{- end }}
+  {{- with include "agentforge.ingress.tls" $root }}
+  {{- . | nindent 2 }}
+  {{- end }}
+  rules:
+  {{- range $root.Values.ingress.hosts }}
+    - host: {{ . | quote }}
+      http:
+        paths:
+          {{- with $extra.before }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+          {{- range $paths }}
+          - path: {{ . }}
+            pathType: {{ $root.Values.ingress.pathType }}
+            backend:
+              service:
+                name: {{ include "agentforge.componentName" (list $root $component) }}
+                port:
+                  number: {{ include "agentforge.port" (list $root $component) }}
+          {{- end }}
+          {{- with $extra.after }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+  {{- end }}
 {{- end -}}

@@ -79,13 +79,7 @@ An ingress policy for the pods of one component: (list $ "component" RULES); ren
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
-  name: {{ include "agentforge.componentName" (list $root $component) }}
-  namespace: {{ include "agentforge.namespace" $root }}
-  labels:
-    {{- include "agentforge.labels" (list $root $component) | nindent 4 }}
-  {{- with include "agentforge.metadataAnnotations" (list $root (dict)) }}
-  {{- . | nindent 2 }}
-  {{- end }}
+  {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component) | nindent 2 }}
 spec:
   podSelector:
     matchLabels:
@@ -160,4 +154,22 @@ NetworkPolicies match addresses, and an external host's address is not known whe
       port: 53
     - protocol: TCP
       port: 53
+{{- end -}}
+
+{{/*
+A NetworkPolicy of the release that limits egress: (dict "root" $ "suffix" SUFFIX "podSelector" SELECTOR-YAML "rules"
+LIST), LIST as for agentforge.networkPolicy.egressRules; named <prefix>-SUFFIX.
+*/}}
+{{- define "agentforge.networkPolicy.egressPolicy" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  {{- include "agentforge.metadata" (dict "root" .root "suffix" .suffix "component" "networkpolicy") | nindent 2 }}
+spec:
+  podSelector:
+    {{- .podSelector | nindent 4 }}
+  policyTypes:
+    - Egress
+  egress:
+    {{- include "agentforge.networkPolicy.egressRules" .rules | nindent 4 }}
 {{- end -}}
