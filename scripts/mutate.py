@@ -38,7 +38,8 @@ Each pytest run's output is kept in .tools/logs/mutate/<start time>/.
 
 Exit status: 0 when every mutant was killed (--check, --list: every mutant applies); 1 when a mutant survived, was
 flaky or was an error (--check: one does not apply), or a mutant file is missing or malformed; 2 when the baseline
-fails, the snapshot cannot be made, or the command line is wrong (an unknown id for --only).
+fails, the snapshot cannot be made, or the command line is wrong (an unknown id for --only); 130 when interrupted
+(Ctrl-C or SIGTERM: the running pytest session is stopped, servers included).
 """
 
 from __future__ import annotations
@@ -237,6 +238,26 @@ def focus(mutant: Mutant, snapshot: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- running tests
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stops pytest's session: SIGTERM, then SIGKILL to what is left of it (a server pytest started, then died)."""
+    def kill(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    kill(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    kill(signal.SIGKILL)
+    proc.wait()
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class Runner:
     def __init__(self, snapshot: Path, logs: Path) -> None:
         self.snapshot = snapshot
@@ -255,19 +276,17 @@ class Runner:
         with log.open("w") as out:
             out.write("$ " + " ".join(cmd) + f"\n# AGENTFORGE_CHART={chart}\n")
             out.flush()
-            # A session of its own, so a timeout stops the xdist workers and the servers too.
+            # A session of its own, so that a timeout or an interruption stops the xdist workers and the servers too.
             proc = subprocess.Popen(cmd, cwd=self.snapshot, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             try:
                 status = proc.wait(timeout=TIMEOUT[tier])
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                stop(proc)
                 status = None
+            except BaseException:  # Ctrl-C, SIGTERM: the session would outlive this process
+                stop(proc)
+                raise
         output = log.read_text(errors="replace")
         failures = []
         for line in output.splitlines():
@@ -334,6 +353,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="check that every mutant applies, run no test")
     parser.add_argument("--rev", default="HEAD", help="the commit to snapshot (default HEAD)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, interrupted)  # as Ctrl-C: stop the running pytest, remove the temp folder
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="agentforge-mutate-") as tmp:
@@ -423,4 +443,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\nmutate: interrupted", file=sys.stderr)
+        sys.exit(130)
