@@ -217,30 +217,10 @@ true
 {{- end -}}
 
 {{/*
-The wait-for-redis script run with the backend's client: what the backend does once, at start
+The wait-for-redis script run with the backend's client, files/redis_wait.py: what the backend does once, at start
 (gateway/rate_limiter.py: Redis.from_url(REDIS_URL, decode_responses=True, socket_connect_timeout=5), then PING),
 until it answers True. Its errors name the server, never the URL (which holds the password).
 */}}
 {{- define "agentforge.redisClientWait" -}}
-import asyncio, os, time
-from redis.asyncio import Redis
-
-
-async def ping():
-    client = Redis.from_url(os.environ["REDIS_URL"], decode_responses=True, socket_connect_timeout=5)
-    try:
-        return await client.ping()
-    finally:
-        await client.aclose()
-
-
-while True:
-    try:
-        if asyncio.run(ping()) is True:
-            break
-        reason = "no PONG"
-    except Exception as error:
-        reason = f"{type(error).__name__}: {error}"
-    print(f"waiting for Redis to answer the backend's authenticated PING: {reason}", flush=True)
-    time.sleep(2)
+{{- .Files.Get "files/redis_wait.py" | trimSuffix "\n" -}}
 {{- end -}}

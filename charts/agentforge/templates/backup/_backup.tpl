@@ -1,6 +1,6 @@
 {{/*
 Scheduled dumps of the application's database (backup.*): a CronJob whose pod runs pg_dump against the database the
-application uses (bundled or external, agentforge.database) and writes the dump into a claim of its own.
+application uses (bundled or external, agentforge.databaseEndpoint) and writes the dump into a claim of its own.
 */}}
 
 {{/* The image of the dump container ($), as YAML: backup.image, or postgresql.image as it is while backup.image
@@ -32,7 +32,7 @@ application uses (bundled or external, agentforge.database) and writes the dump 
 {{- end -}}
 
 {{/*
-The dump container's script. Everything it is told comes from its environment: libpq's PGHOST, PGPORT, PGDATABASE,
+The dump container's script, files/backup.sh. Everything it is told comes from its environment: libpq's PGHOST, PGPORT, PGDATABASE,
 PGUSER, PGPASSWORD (pg_dump reads them itself, so no credential is on a command line), BACKUP_DIR, BACKUP_RETENTION,
 BACKUP_STALE_MINUTES and BACKUP_WAIT_SECONDS. POSIX sh with the tools of busybox and of coreutils alike (the alpine image and the Debian
 stand-in). The dump is written to a hidden partial file and renamed only once pg_dump succeeded and pg_restore reads
@@ -44,41 +44,7 @@ answers (pg_isready): a NetworkPolicy enforcer admits a new pod's address a mome
 that connects at once would be refused; past the wait, pg_dump runs and fails with the server's own error.
 */}}
 {{- define "agentforge.backup.script" -}}
-set -eu
-umask 077
-dir=$BACKUP_DIR
-keep=$BACKUP_RETENTION
-find "$dir" -maxdepth 1 -name '.agentforge-*.dump.partial' -mmin +"$BACKUP_STALE_MINUTES" -exec rm -f {} \;
-waited=0
-until pg_isready --quiet || [ "$waited" -ge "$BACKUP_WAIT_SECONDS" ]; do
-  echo "waiting for $PGHOST:$PGPORT to answer ($waited s)"
-  sleep 2
-  waited=$((waited + 2))
-done
-name=agentforge-$(date -u +%Y%m%dT%H%M%SZ).dump
-while [ -e "$dir/$name" ]; do sleep 1; name=agentforge-$(date -u +%Y%m%dT%H%M%SZ).dump; done
-partial=$dir/.$name.partial
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || :; wait "$pid" 2>/dev/null || :; fi
-  rm -f "$partial"
-}
-trap cleanup EXIT
-trap 'cleanup; trap - EXIT; exit 143' TERM INT
-started=$(date +%s)
-pg_dump --format=custom --no-password --file="$partial" &
-pid=$!
-wait "$pid"
-pid=
-pg_restore --list "$partial" >/dev/null
-sync
-mv "$partial" "$dir/$name"
-sync
-echo "dumped database $PGDATABASE of $PGHOST:$PGPORT into $name: $(wc -c <"$dir/$name") bytes in $(($(date +%s) - started)) s"
-ls "$dir" | grep -E '^agentforge-[0-9]{8}T[0-9]{6}Z\.dump$' | sort -r | tail -n +"$((keep + 1))" | while read -r old; do
-  if [ "$old" != "$name" ]; then rm -f "$dir/$old"; echo "deleted $old (backup.retention: $keep)"; fi
-done
-ls -ln "$dir"
+{{- .Files.Get "files/backup.sh" | trimSuffix "\n" -}}
 {{- end -}}
 
 {{/* The dump container's environment ($), as a YAML list. */}}
