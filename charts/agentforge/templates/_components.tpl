@@ -24,11 +24,11 @@ registry's order; with FIELD "" every component.
 {{- toJson $out -}}
 {{- end -}}
 
-{{/* One component's registry entry by its values key: (list $ KEY), as JSON. */}}
+{{/* One component's registry entry by its values key or its name: (list $ KEY-OR-NAME), as JSON. */}}
 {{- define "agentforge.component" -}}
 {{- $key := index . 1 -}}
 {{- range (include "agentforge.components" (index . 0) | fromYaml).components -}}
-{{- if eq .key $key -}}
+{{- if or (eq .key $key) (eq .name $key) -}}
 {{- toJson . -}}
 {{- end -}}
 {{- end -}}

@@ -41,11 +41,12 @@ prefix still differ. Every object of a release shares the prefix.
 {{- .Values.namespaceOverride | default .Release.Namespace -}}
 {{- end -}}
 
-{{/* Name of the ServiceAccount of a component: (list $ "component" .Values.<component>.serviceAccount). */}}
+{{/* Name of the ServiceAccount of a component: (dict "root" $ "component" "component" "serviceAccount"
+.Values.<component>.serviceAccount). */}}
 {{- define "agentforge.serviceAccountName" -}}
-{{- $sa := index . 2 -}}
+{{- $sa := .serviceAccount -}}
 {{- if $sa.create -}}
-{{- default (include "agentforge.componentName" (list (index . 0) (index . 1))) $sa.name -}}
+{{- default (include "agentforge.componentName" (list .root .component)) $sa.name -}}
 {{- else -}}
 {{- default "default" $sa.name -}}
 {{- end -}}

@@ -3,13 +3,13 @@ Whole objects rendered the same way for several components: ServiceAccount, Serv
 */}}
 
 {{/*
-ServiceAccount of a component: (list $ "component" .Values.<component>.serviceAccount). Tokens are never
+ServiceAccount of a component: (dict "root" $ "component" "component" "serviceAccount" .Values.<component>.serviceAccount). Tokens are never
 automounted through the account; the one pod that calls the API (Prometheus) asks for its token itself.
 */}}
 {{- define "agentforge.serviceAccount" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $sa := index . 2 -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $sa := .serviceAccount -}}
 {{- if $sa.create -}}
 apiVersion: v1
 kind: ServiceAccount
@@ -20,17 +20,18 @@ automountServiceAccountToken: false
 {{- end -}}
 
 {{/*
-Service of a component: (list $ "component" PORT-NAME HEADLESS .Values.<component>.service [METRICS]), with METRICS
-true also the port `metrics` (agentforge.port "<component>-metrics") of its exporter. The port is the
-component's own (agentforge.port); headless Services govern the StatefulSets, whose names resolve to their pods, and
-stay ClusterIP. The type's own fields (nodePort, loadBalancer*, externalTrafficPolicy) are rendered only for the type
+Service of a component: (dict "root" $ "component" "component" "service" .Values.<component>.service). Its port is
+the component's own (name and number from the registry, files/components.yaml), with, for a data store whose exporter
+runs (<key>.metrics.enabled), also the port `metrics` (agentforge.port "<component>-metrics"). Headless Services
+(the registry's `headless`) govern the StatefulSets, whose names resolve to their pods, and stay ClusterIP. The type's own fields (nodePort, loadBalancer*, externalTrafficPolicy) are rendered only for the type
 that reads them; agentforge.validateValues refuses them with any other.
 */}}
 {{- define "agentforge.service" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $portName := index . 2 -}}
-{{- $service := index . 4 | default dict -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $entry := include "agentforge.component" (list $root $component) | fromJson -}}
+{{- $portName := $entry.port.name -}}
+{{- $service := .service | default dict -}}
 {{- $type := $service.type | default "ClusterIP" -}}
 apiVersion: v1
 kind: Service
@@ -38,7 +39,7 @@ metadata:
   {{- include "agentforge.metadata" (dict "root" $root "suffix" $component "component" $component "annotations" $service.annotations) | nindent 2 }}
 spec:
   type: {{ $type }}
-  {{- if index . 3 }}
+  {{- if $entry.headless }}
   clusterIP: None
   {{- end }}
   {{- if eq $type "LoadBalancer" }}
@@ -72,7 +73,7 @@ spec:
       {{- if and (ne $type "ClusterIP") $service.nodePort }}
       nodePort: {{ $service.nodePort }}
       {{- end }}
-    {{- if and (gt (len .) 5) (index . 5) }}
+    {{- if and $entry.exporter (index $root.Values $entry.key).metrics.enabled }}
     - name: metrics
       port: {{ include "agentforge.port" (list $root (printf "%s-metrics" $component)) }}
       targetPort: metrics
@@ -81,13 +82,14 @@ spec:
 {{- end -}}
 
 {{/*
-HorizontalPodAutoscaler of a component's Deployment, on CPU: (list $ "component" .Values.<component>.autoscaling).
+HorizontalPodAutoscaler of a component's Deployment, on CPU: (dict "root" $ "component" "component" "autoscaling"
+.Values.<component>.autoscaling).
 agentforge.validateValues refuses minReplicas above maxReplicas.
 */}}
 {{- define "agentforge.hpa" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $autoscaling := index . 2 -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $autoscaling := .autoscaling -}}
 {{- if $autoscaling.enabled -}}
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
@@ -115,14 +117,14 @@ spec:
 {{- end -}}
 
 {{/*
-PodDisruptionBudget of a component: (list $ "component" .Values.<component>.pdb), with minAvailable or
+PodDisruptionBudget of a component: (dict "root" $ "component" "component" "pdb" .Values.<component>.pdb), with minAvailable or
 maxUnavailable, whichever is set. agentforge.validateValues refuses both, and neither, and a budget that blocks every
 node drain (a minAvailable at or above the replica count, a maxUnavailable of 0).
 */}}
 {{- define "agentforge.pdb" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $pdb := index . 2 -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $pdb := .pdb -}}
 {{- if $pdb.enabled }}
 apiVersion: policy/v1
 kind: PodDisruptionBudget

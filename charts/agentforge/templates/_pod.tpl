@@ -3,14 +3,15 @@ Fragments of a pod template shared by the components: pod metadata and pod-level
 a main container (security context, resources, probes, lifecycle, Python environment), and a Deployment's strategy.
 */}}
 
-{{/* Pod template metadata of a component: (list $ "component" .Values.<component> EXTRA-ANNOTATIONS-DICT). */}}
+{{/* Pod template metadata of a component: (dict "root" $ "component" "component" "values" .Values.<component>
+"annotations" EXTRA-ANNOTATIONS-DICT). */}}
 {{- define "agentforge.podMetadata" -}}
-{{- $root := index . 0 -}}
-{{- $values := index . 2 -}}
+{{- $root := .root -}}
+{{- $values := .values -}}
 {{- /* The chart's own annotations (checksums) win over podAnnotations of the same key: pods must roll. */ -}}
-{{- $annotations := merge (dict) (index . 3) ($values.podAnnotations | default dict) -}}
+{{- $annotations := merge (dict) .annotations ($values.podAnnotations | default dict) -}}
 labels:
-  {{- include "agentforge.labels" (list $root (index . 1)) | nindent 2 }}
+  {{- include "agentforge.labels" (list $root .component) | nindent 2 }}
   {{- with $values.podLabels }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -21,17 +22,18 @@ annotations:
 {{- end -}}
 
 {{/*
-Pod-level settings shared by every component: (list $ "component" .Values.<component> IMAGES), IMAGES the image values
+Pod-level settings shared by every component: (dict "root" $ "component" "component" "values" .Values.<component> "images"
+IMAGES), IMAGES the image values
 of every container the pod runs. Renders the token mount, imagePullSecrets, DNS, runtime, securityContext and
 scheduling fields at the pod spec's indentation.
 */}}
 {{- define "agentforge.podSettings" -}}
-{{- $root := index . 0 -}}
-{{- $values := index . 2 -}}
+{{- $root := .root -}}
+{{- $values := .values -}}
 automountServiceAccountToken: {{ $values.automountServiceAccountToken }}
 {{- /* Service environment variables would leak every Service of the namespace into each container. */}}
 enableServiceLinks: false
-{{- include "agentforge.imagePullSecrets" (list $root (index . 3)) }}
+{{- include "agentforge.imagePullSecrets" (list $root .images) }}
 {{- with $values.priorityClassName }}
 priorityClassName: {{ . | quote }}
 {{- end }}
@@ -71,7 +73,7 @@ affinity:
 {{- with $values.topologySpreadConstraints }}
 topologySpreadConstraints:
 {{- range . }}
-  - {{ toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" (include "agentforge.selectorLabels" (list $root (index $ 1)) | fromYaml)))) | nindent 4 | trim }}
+  - {{ toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" (include "agentforge.selectorLabels" (list $root $.component) | fromYaml)))) | nindent 4 | trim }}
 {{- end }}
 {{- end }}
 {{- end -}}

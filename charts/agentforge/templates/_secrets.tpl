@@ -61,17 +61,17 @@ keys its code reads, not the whole Secret.
 {{- toYaml $env -}}
 {{- end -}}
 
-{{/* Checksum of a Secret the pods read: of its rendered template, or of the existing Secret's name. (list $ EXISTING TEMPLATE) */}}
+{{/* Checksum of a Secret the pods read: of its rendered template, or of the existing Secret's name. (dict "root" $ "existing" EXISTING-SECRET-NAME "template" "/path/of/its/template.yaml") */}}
 {{- define "agentforge.secretChecksum" -}}
-{{- $root := index . 0 -}}
-{{- if index . 1 -}}
-{{- index . 1 | sha256sum -}}
+{{- $root := .root -}}
+{{- if .existing -}}
+{{- .existing | sha256sum -}}
 {{- else -}}
-{{- include (print $root.Template.BasePath (index . 2)) $root | sha256sum -}}
+{{- include (print $root.Template.BasePath .template) $root | sha256sum -}}
 {{- end -}}
 {{- end -}}
 
 {{/* checksum/config and checksum/secret annotations, so pods roll when their settings change. */}}
 {{- define "agentforge.configChecksums" -}}
-{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" (include "agentforge.secretChecksum" (list . (include "agentforge.providedAppSecret" .) "/app/secret.yaml")) | toYaml -}}
+{{- dict "checksum/config" (include (print .Template.BasePath "/app/configmap.yaml") . | sha256sum) "checksum/secret" (include "agentforge.secretChecksum" (dict "root" . "existing" (include "agentforge.providedAppSecret" .) "template" "/app/secret.yaml")) | toYaml -}}
 {{- end -}}

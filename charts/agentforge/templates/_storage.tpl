@@ -21,20 +21,20 @@ resources:
 {{- end -}}
 
 {{/*
-A StatefulSet's data claim template, shared by PostgreSQL and Redis: (list $ "component" .Values.<component>.persistence),
+A StatefulSet's data claim template, shared by PostgreSQL and Redis: (dict "root" $ "component" "component" "persistence" .Values.<component>.persistence),
 the field and its list, or nothing with `existingClaim` (agentforge.dataClaimVolume mounts that claim instead).
 Its labels are the selector labels only: volumeClaimTemplates cannot change after creation, so a label that
 moves with the chart version would make every upgrade fail.
 */}}
 {{- define "agentforge.claimTemplate" -}}
-{{- $root := index . 0 -}}
-{{- $persistence := index . 2 -}}
+{{- $root := .root -}}
+{{- $persistence := .persistence -}}
 {{- if not $persistence.existingClaim -}}
 volumeClaimTemplates:
   - metadata:
       name: data
       labels:
-        {{- include "agentforge.selectorLabels" (list $root (index . 1)) | nindent 8 }}
+        {{- include "agentforge.selectorLabels" (list $root .component) | nindent 8 }}
     spec:
       {{- include "agentforge.claimSpec" (list $root $persistence) | nindent 6 }}
 {{- end -}}
@@ -51,14 +51,15 @@ the template's claim would be; nothing without one. */}}
 {{- end -}}
 
 {{/*
-Data claim of the bundled Prometheus or Grafana: (list $ "component" .Values.<component>.persistence).
+Data claim of the bundled Prometheus or Grafana: (dict "root" $ "component" "component" "persistence"
+.Values.<component>.persistence).
 A plain PVC, not a StatefulSet template, so `helm.sh/resource-policy: keep` holds it (and its data) across
 an uninstall; a reinstall under the same release name picks it up again.
 */}}
 {{- define "agentforge.monitoring.claim" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $persistence := index . 2 -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $persistence := .persistence -}}
 {{- if and $persistence.enabled (not $persistence.existingClaim) -}}
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -77,13 +78,13 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* The data volume of the pod: the claim, an existing claim, or an emptyDir when persistence is off. (list $ "component" persistence) */}}
+{{/* The data volume of the pod: the claim, an existing claim, or an emptyDir when persistence is off. (dict "root" $ "component" "component" "persistence" PERSISTENCE) */}}
 {{- define "agentforge.monitoring.dataVolume" -}}
-{{- $persistence := index . 2 -}}
+{{- $persistence := .persistence -}}
 - name: data
 {{- if $persistence.enabled }}
   persistentVolumeClaim:
-    claimName: {{ default (include "agentforge.componentName" (list (index . 0) (index . 1))) $persistence.existingClaim }}
+    claimName: {{ default (include "agentforge.componentName" (list .root .component)) $persistence.existingClaim }}
 {{- else }}
   emptyDir: {}
 {{- end }}

@@ -135,10 +135,10 @@ not at the first dump.
 {{- $b := .Values.backup -}}
 {{- $image := include "agentforge.backup.image" . | fromYaml -}}
 metadata:
-  {{- include "agentforge.podMetadata" (list . "backup" $b (dict)) | nindent 2 }}
+  {{- include "agentforge.podMetadata" (dict "root" . "component" "backup" "values" $b "annotations" (dict)) | nindent 2 }}
 spec:
   restartPolicy: Never
-  {{- include "agentforge.podSettings" (list . "backup" $b (list $image)) | nindent 2 }}
+  {{- include "agentforge.podSettings" (dict "root" . "component" "backup" "values" $b "images" (list $image)) | nindent 2 }}
   containers:
     - name: check
       image: {{ include "agentforge.image" (list . $image) }}

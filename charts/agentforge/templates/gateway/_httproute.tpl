@@ -1,10 +1,10 @@
 {{/*
-An HTTPRoute of the chart: (list $ "component" RULES). Routes attach to the Gateway named in httpRoute.parentRef;
+An HTTPRoute of the chart: (dict "root" $ "component" "component" "rules" RULES). Routes attach to the Gateway named in httpRoute.parentRef;
 its listener must admit routes from the release's namespace.
 */}}
 {{- define "agentforge.httpRoute" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
 {{- $route := $root.Values.httpRoute -}}
 {{- $parent := $route.parentRef -}}
 apiVersion: gateway.networking.k8s.io/v1
@@ -25,7 +25,7 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   rules:
-    {{- index . 2 | toYaml | nindent 4 }}
+    {{- .rules | toYaml | nindent 4 }}
 {{- end -}}
 
 {{/* A rule's backendRefs: (list $ "component"), the component's Service on its port. */}}

@@ -4,11 +4,11 @@
 {{- $backend := $root.Values.backend -}}
 {{- $m := $root.Values.migrations -}}
 metadata:
-  {{- include "agentforge.podMetadata" (list $root "migrations" $backend (dict)) | nindent 2 }}
+  {{- include "agentforge.podMetadata" (dict "root" $root "component" "migrations" "values" $backend "annotations" (dict)) | nindent 2 }}
 spec:
   restartPolicy: Never
-  serviceAccountName: {{ include "agentforge.serviceAccountName" (list $root "backend" $backend.serviceAccount) }}
-  {{- include "agentforge.podSettings" (list $root "migrations" $backend (list $backend.image $root.Values.postgresql.image)) | nindent 2 }}
+  serviceAccountName: {{ include "agentforge.serviceAccountName" (dict "root" $root "component" "backend" "serviceAccount" $backend.serviceAccount) }}
+  {{- include "agentforge.podSettings" (dict "root" $root "component" "migrations" "values" $backend "images" (list $backend.image $root.Values.postgresql.image)) | nindent 2 }}
   initContainers:
     {{- /* First: a native sidecar (restartPolicy Always, e.g. a database proxy) among them is up before the wait. */}}
     {{- with include "agentforge.extraContainers" (dict "root" $root "path" "migrations.extraInitContainers" "containers" $m.extraInitContainers "securityContext" $backend.containerSecurityContext) }}

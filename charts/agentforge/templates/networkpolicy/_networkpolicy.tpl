@@ -68,13 +68,13 @@ while the chart's Ingress is on, the Gateway's data plane while its HTTPRoutes a
 {{- end -}}
 
 {{/*
-An ingress policy for the pods of one component: (list $ "component" RULES); renders nothing without rules
+An ingress policy for the pods of one component: (dict "root" $ "component" "component" "rules" RULES); renders nothing without rules
 (default-deny.yaml already isolates the pods).
 */}}
 {{- define "agentforge.networkPolicy.ingress" -}}
-{{- $root := index . 0 -}}
-{{- $component := index . 1 -}}
-{{- $rules := index . 2 -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $rules := .rules -}}
 {{- if $rules }}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -91,11 +91,11 @@ spec:
 {{- end }}
 {{- end -}}
 
-{{/* A rule allowing PEERS to the port of a component: (list $ PEERS "component"); nothing without peers. */}}
+{{/* A rule allowing PEERS to the port of a component: (dict "root" $ "peers" PEERS "component" "component"); nothing without peers. */}}
 {{- define "agentforge.networkPolicy.rule" -}}
-{{- $peers := index . 1 -}}
+{{- $peers := .peers -}}
 {{- if $peers -}}
-{{- list (dict "from" $peers "ports" (include "agentforge.networkPolicy.ports" (list (index . 0) (index . 2)) | fromYamlArray)) | toYaml -}}
+{{- list (dict "from" $peers "ports" (include "agentforge.networkPolicy.ports" (list .root .component) | fromYamlArray)) | toYaml -}}
 {{- else -}}
 []
 {{- end -}}
