@@ -3,8 +3,8 @@
 
 - `helm template` of this chart beside a `helm create` scaffold (the helm CLI, a process per render);
 - one render through the render server the tests use (scripts/render-server), without and with kubeconform;
-- the render tier (`make test-render`'s selection) before and after the render server: BEFORE (default: the
-  commit before it) is checked out into a temporary git worktree that borrows this checkout's .tools and .venv;
+- the render tier (`make test-render`'s selection), here and, with --before REF, at another commit, checked out into
+  a temporary git worktree that borrows this checkout's .tools and .venv;
 - the full `make test` with the toolchain already installed;
 - with --cold-demo (or --cold-tools, for `make tools`): a cold `make demo` in a throwaway clone of HEAD, with empty
   tool folders and an empty Go build cache. Only the download caches are reused (Go's module cache GOMODCACHE, and
@@ -12,7 +12,7 @@
   build step's time, each phase and the total, and the CPU time of it all. --jobs N sets how many build steps run
   at once (STEPS_JOBS, default 2).
 
-Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-before] [--no-full]
+Usage: make bench, or .venv/bin/python scripts/bench.py [--runs N] [--before REF] [--no-full]
        .venv/bin/python scripts/bench.py --cold-demo|--cold-tools [--jobs N]
 """
 
@@ -34,8 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HELM = ROOT / ".tools" / "bin" / "helm"
 CHART = ROOT / "charts" / "agentforge"
-# The last commit whose render tier ran the helm CLI once per render and validated in Python.
-BEFORE = "3b37528"
 RENDER_TIER = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "worksteal", "-m",
                "not e2e and not servers and not app and not real"]
 
@@ -146,11 +144,10 @@ def cold(target: str, jobs: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--before", default=BEFORE, help="the commit to time the render tier of, for comparison")
-    parser.add_argument("--no-before", action="store_true", help="skip timing the render tier before")
+    parser.add_argument("--before", help="a commit to time the render tier of too, for comparison")
     parser.add_argument("--no-full", action="store_true", help="skip timing the full `make test`")
-    parser.add_argument("--cold-demo", action="store_true", help="time only a cold `make demo` (over 10 min)")
-    parser.add_argument("--cold-tools", action="store_true", help="time only a cold `make tools` (over 20 min)")
+    parser.add_argument("--cold-demo", action="store_true", help="time only a cold `make demo` (builds everything)")
+    parser.add_argument("--cold-tools", action="store_true", help="time only a cold `make tools` (builds everything)")
     parser.add_argument("--jobs", type=int, default=2, help="with --cold-*: build steps run at once")
     args = parser.parse_args()
     if args.cold_demo or args.cold_tools:
@@ -170,7 +167,7 @@ def main() -> int:
     print(describe("render server (agentforge)", server_times({}, args.runs, ())))
     print(describe("render server + kubeconform, 2 versions (agentforge)",
                    server_times({}, args.runs, ("1.30.0", "1.37.0"))))
-    if not args.no_before:
+    if args.before:
         print(f"render tier before ({args.before}): {tier_before(args.before)}")
     print(f"render tier now: {tier(ROOT)}")
     if not args.no_full:
