@@ -76,12 +76,9 @@ steps_wait() {
     for i in "${!_STEP_PIDS[@]}"; do
       if ((_STEP_SHOWN[i] == 0 && now - _STEP_START[i] >= 2)); then
         ((tty)) && printf '\r\033[K' >&2
-        if ((_STEP_TYPICAL[i] > 0)); then
-          cold="a cold build took $(_steps_duration "${_STEP_TYPICAL[$i]}") on 2 cores"
-        else
-          cold="not timed cold"
-        fi
-        printf '==> %-22s %s (%s; log: %s)\n' "${_STEP_NAMES[$i]}" "${_STEP_WHAT[$i]}" "$cold" \
+        cold=""
+        ((_STEP_TYPICAL[i] > 0)) && cold="typically $(_steps_duration "${_STEP_TYPICAL[$i]}"); "
+        printf '==> %-22s %s (%slog: %s)\n' "${_STEP_NAMES[$i]}" "${_STEP_WHAT[$i]}" "$cold" \
           "${STEPS_LOGS#"$ROOT"/}/${_STEP_NAMES[$i]}.log" >&2
         _STEP_SHOWN[i]=1
       fi
