@@ -353,12 +353,8 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{- end -}}
 {{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "redis") | fromJsonArray) -}}
 {{- end -}}
-{{- if $v.monitoring.enabled -}}
 {{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "prometheus") | fromJsonArray) -}}
-{{- end -}}
-{{- if $v.postgresql.enabled -}}
 {{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "postgresql") | fromJsonArray) -}}
-{{- end -}}
 {{- $dnsSelector := $v.networkPolicy.egress.dnsNamespaceSelector -}}
 {{- if and $v.networkPolicy.enabled (or (kindIs "invalid" $dnsSelector) (eq (toString $dnsSelector) "")) -}}
 {{- $errors = append $errors "networkPolicy.egress.dnsNamespaceSelector is required: a LabelSelector of the cluster DNS's namespace" -}}
@@ -378,8 +374,8 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{- $errors = append $errors . -}}
 {{- end -}}
 {{- end -}}
-{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "grafana") | fromJsonArray) -}}
 {{- end -}}
+{{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "grafana") | fromJsonArray) -}}
 {{- $errors = concat $errors (include "agentforge.validate.scaling" (list . "frontend") | fromJsonArray) -}}
 {{- $errors = concat $errors (include "agentforge.validate.extraContainers" (list . "frontend") | fromJsonArray) -}}
 {{- /* extraObjects: each item renders one object. */ -}}
@@ -405,7 +401,7 @@ maxmemory + 25%, and at least maxmemory + 32Mi. */ -}}
 {{/*
 The refusals of a component's extra containers, as a JSON list: (list $ VALUES-KEY), its extraInitContainers first,
 then its extraContainers (agentforge.extraContainers.review), held to its port's name and, for a server, its module
-(the registry, files/components.yaml).
+(the registry, files/components.yaml); none when the component does not render (the registry's enabledBy).
 */}}
 {{- define "agentforge.validate.extraContainers" -}}
 {{- $root := index . 0 -}}
@@ -414,10 +410,12 @@ then its extraContainers (agentforge.extraContainers.review), held to its port's
 {{- $entry := include "agentforge.component" . | fromJson -}}
 {{- $module := ternary (dig "server" "module" "" $values) "" $entry.server -}}
 {{- $errors := list -}}
+{{- if include "agentforge.componentEnabled" (list $root $entry) -}}
 {{- range $field := list "extraInitContainers" "extraContainers" -}}
 {{- $review := include "agentforge.extraContainers.review" (dict "root" $root "path" (printf "%s.%s" $key $field) "containers" (index $values $field) "securityContext" $values.containerSecurityContext "portName" $entry.port.name "module" $module) | fromJson -}}
 {{- with $review.error -}}
 {{- $errors = append $errors . -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $errors -}}

@@ -45,8 +45,7 @@ registry's `scraped`, on their port), then the data stores' exporters that run (
 {{- $targets = append $targets (dict "component" .name "port" .port.name) -}}
 {{- end -}}
 {{- range include "agentforge.componentsWith" (list $ "exporter") | fromJsonArray -}}
-{{- $values := index $.Values .key -}}
-{{- if and $values.enabled $values.metrics.enabled -}}
+{{- if and (include "agentforge.componentEnabled" (list $ .)) (index $.Values .key).metrics.enabled -}}
 {{- $targets = append $targets (dict "component" .name "port" "metrics") -}}
 {{- end -}}
 {{- end -}}
