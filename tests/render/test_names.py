@@ -100,3 +100,31 @@ def test_short_names_unchanged(default_render):
 def test_overrides_beyond_a_dns_label_refused(key, value):
     assert f"at '/{key}'" in render_error({key: value})
 
+
+
+def test_names_yaml_reads_as_booleans_stay_strings():
+    """A release `y` with nameOverride `n`: YAML 1.1, which the API machinery reads, takes a bare y or n for a
+    boolean. Every label, selector and NetworkPolicy peer reads them back as the strings they are (the render server
+    parses the manifest as the API server does)."""
+    objects = render_chart({**ALL_OPTIONS, "nameOverride": "n"}, name="y", validate=False)
+    found = 0
+    for obj in objects:
+        for node in _label_maps(obj):
+            for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance"):
+                if key in node:
+                    found += 1
+                    assert node[key] == {"app.kubernetes.io/name": "n", "app.kubernetes.io/instance": "y"}[key], \
+                        (obj["kind"], obj["metadata"]["name"], key, node[key])
+    assert found > len(objects)
+
+
+def _label_maps(node):
+    """Every mapping under a `labels` or `matchLabels` key, anywhere in an object."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("labels", "matchLabels") and isinstance(value, dict):
+                yield value
+            yield from _label_maps(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _label_maps(item)

@@ -2,12 +2,13 @@
 Labels and annotations of the release's objects.
 */}}
 
-{{/* Labels that select a component's pods. */}}
+{{/* Labels that select a component's pods. Quoted: a release or name such as `y` or `n` is a boolean to YAML 1.1,
+which the API machinery reads. */}}
 {{- define "agentforge.selectorLabels" -}}
 {{- $root := index . 0 -}}
-app.kubernetes.io/name: {{ include "agentforge.name" $root }}
-app.kubernetes.io/instance: {{ $root.Release.Name }}
-app.kubernetes.io/component: {{ index . 1 }}
+app.kubernetes.io/name: {{ include "agentforge.name" $root | quote }}
+app.kubernetes.io/instance: {{ $root.Release.Name | quote }}
+app.kubernetes.io/component: {{ index . 1 | quote }}
 {{- end -}}
 
 {{/* Labels of every object of a component. */}}
@@ -16,8 +17,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{ include "agentforge.selectorLabels" . }}
 app.kubernetes.io/part-of: agentforge
 app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ $root.Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service | quote }}
+helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
 {{- with $root.Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}

@@ -104,8 +104,8 @@ spec:
 {{/* Selector of every pod of the release, whatever its component. */}}
 {{- define "agentforge.networkPolicy.releaseSelector" -}}
 matchLabels:
-  app.kubernetes.io/name: {{ include "agentforge.name" . }}
-  app.kubernetes.io/instance: {{ .Release.Name }}
+  app.kubernetes.io/name: {{ include "agentforge.name" . | quote }}
+  app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
 
 {{/* Selector of the release's pods of the components given: (list $ "component" ...). */}}
