@@ -58,7 +58,7 @@ docs-check: ## Fail when values.schema.json or the parameter table is stale
 bench: tools ## Print helm template timings beside a scaffold chart, and the render tier's wall time
 	$(PY) scripts/bench.py
 
-mutate: tools ## Check the tests catch each broken promise of ci/mutants.yaml (render and server tiers on mutated chart copies)
+mutate: tools ## Check the tests catch each broken promise (a snapshot of HEAD): ci/mutants.yaml by the render and server tiers, ci/mutants-app.yaml by the app tier only (root); each kill confirmed on the unmutated chart
 	$(PY) scripts/mutate.py
 
 package: tools ## Package the chart into dist/; SIGN_KEY=<gpg key> KEYRING=<secring.gpg> signs it (.prov) and verifies
