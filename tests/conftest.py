@@ -4,7 +4,6 @@ harness/."""
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -12,30 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.render import HELM, KUBE_SCHEMAS, RENDERER, render_chart
+from harness.tiers import TIERS, selects
 
 # The OCI registry, helm and GnuPG fixtures of the distribution tests (servers and e2e tiers).
 pytest_plugins = ["harness.registry"]
 
 HERE = Path(__file__).parent
-# The tier folders and the marker each one's conftest applies (the render tier has none).
-TIERS = {"render": None, "servers": "servers", "app": "app", "e2e": "e2e", "real": "real"}
-_OPERATORS = {"and", "or", "not", "(", ")"}
-
-
-def selects(markexpr: str, marker: str | None) -> bool:
-    """Whether `-m markexpr` can select a test that carries only `marker` (None: no marker). Marker expressions
-    are identifiers joined by and, or, not and parentheses; anything else (a marker with arguments) answers True,
-    so that nothing is left out that the expression might select."""
-    tokens = re.findall(r"[()]|[^\s()]+", markexpr)
-    if not all(t in _OPERATORS or re.fullmatch(r"[A-Za-z_][\w.-]*", t) for t in tokens):
-        return True
-    text = " ".join(t if t in _OPERATORS else str(t == marker) for t in tokens)
-    try:
-        return bool(eval(text, {"__builtins__": {}}, {}))  # only True, False, and, or, not and parentheses
-    except SyntaxError:
-        return True
-
-
 def pytest_ignore_collect(collection_path, config):
     """A tier's folder is not even imported when -m deselects that tier (the render tier, `make mutate`): importing
     it only to deselect every test costs each process time, and an error of its own would count as a failure."""

@@ -7,6 +7,7 @@ import pytest
 
 from harness import freshness
 from harness.render import CHART, MAX_KUBE, RENDERER, CliCheck, render_chart
+from harness.tiers import TIERS, selects
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -72,3 +73,16 @@ def test_cli_check_samples_by_input_and_seed():
     assert today == chosen("2026-12-06", 8)
     assert 20 < len(today) < 80 and today != tomorrow
     assert chosen("any", 1) == set(range(400))
+
+
+@pytest.mark.parametrize("markexpr,chosen", [
+    ("not e2e and not servers and not app and not real", {"render"}),
+    ("not e2e and not app and not real", {"render", "servers"}),
+    ("not real", {"render", "servers", "app", "e2e"}),
+    ("real", {"real"}),
+    ("(app or e2e) and not real", {"app", "e2e"}),
+    ("servers or not servers", set(TIERS)),
+    ("custom(arg)", set(TIERS)),  # not a plain marker expression: nothing is left out
+])
+def test_a_tier_folder_is_collected_when_its_marker_can_be_selected(markexpr, chosen):
+    assert {folder for folder, marker in TIERS.items() if selects(markexpr, marker)} == chosen
