@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.components import PORTS
-from harness.policy import WORKLOAD_KINDS, AddressPool, Cluster, External, Pod, pod_of, pod_template
+from harness.policy import WORKLOAD_KINDS, AddressPool, Cluster, External, Pod, pod_of, pod_template, policy_types
 from harness.render import render_chart
 
 RELEASE = NAMESPACE = "agentforge"
@@ -63,6 +63,16 @@ class Scene:
 
     def matrix(self) -> set[tuple[str, str, int]]:
         return self.cluster.reachability(self.pods + self.outsiders, self.pods, ALL_PORTS)
+
+    def ingress_matrix(self) -> set[tuple[str, str, int]]:
+        """The matrix with the policies' ingress sides alone: what each destination admits, whatever the source's
+        egress policy allows."""
+        alone = []
+        for policy in self.objects.of_kind("NetworkPolicy"):
+            if "Ingress" in policy_types(policy):
+                spec = {k: v for k, v in policy["spec"].items() if k not in ("egress", "policyTypes")}
+                alone.append({**policy, "spec": {**spec, "policyTypes": ["Ingress"]}})
+        return Cluster(alone).reachability(self.pods + self.outsiders, self.pods, ALL_PORTS)
 
 
 def merged(*parts: dict) -> dict:

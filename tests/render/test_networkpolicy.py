@@ -130,6 +130,12 @@ class TestReachabilityMatrix:
         assert sorted(actual - expected) == [], "allowed beyond the design"
         assert sorted(expected - actual) == [], "the design's paths denied"
 
+    @pytest.mark.parametrize("scenario", list(SCENARIOS))
+    def test_the_ingress_side_alone_holds_the_design(self, scenes, scenario):
+        """Each destination's own policy admits no one beyond the design, whatever the source's egress policy allows
+        (the sources' egress sides are coarser: the design rests on the ingress side)."""
+        assert sorted(scenes(scenario).ingress_matrix() - SCENARIOS[scenario][1]) == []
+
     def test_external_database_mode_has_no_database_pod_and_no_5432(self, scenes):
         scene = scenes("external-database")
         assert "postgresql" not in {p.name for p in scene.pods}
