@@ -17,8 +17,10 @@ def selects(markexpr: str, marker: str | None) -> bool:
     tokens = re.findall(r"[()]|[^\s()]+", markexpr)
     if not all(t in _OPERATORS or re.fullmatch(r"[A-Za-z_][\w.-]*", t) for t in tokens):
         return True
+    if any(t not in _OPERATORS and after == "(" for t, after in zip(tokens, tokens[1:], strict=False)):
+        return True  # a marker called with arguments
     text = " ".join(t if t in _OPERATORS else str(t == marker) for t in tokens)
     try:
         return bool(eval(text, {"__builtins__": {}}, {}))  # only True, False, and, or, not and parentheses
-    except (SyntaxError, TypeError):  # not plain and/or/not of markers, e.g. a marker called with arguments
+    except SyntaxError:
         return True
