@@ -28,6 +28,7 @@ from harness.cluster import (
     refuse_another_cluster,
     template_hashes,
     wait_for,
+    write_kubeconfig,
 )
 from harness.render import CHART, HELM, ROOT, load_yaml
 
@@ -189,12 +190,7 @@ def test_helm_kube_variables_cannot_redirect_the_tier(kube_config, tmp_path, mon
     """HELM_KUBECONTEXT and HELM_KUBEAPISERVER exported toward another cluster (a server that does not answer) and a
     KUBECONFIG list that merges it after the local one: the tier's helm and kubectl still reach the local cluster,
     where helm given that environment as it is would not."""
-    prod = tmp_path / "prod"
-    prod.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
-        "clusters": [{"name": "prod", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "users": [{"name": "prod", "user": {"token": "t"}}],
-        "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}]}))
+    prod = write_kubeconfig(tmp_path / "prod", "prod", "https://127.0.0.1:1")
     merged = f"{kube_config}{os.pathsep}{prod}"
     monkeypatch.delenv(ANY_CLUSTER, raising=False)
     monkeypatch.setenv("HELM_KUBECONTEXT", "prod")

@@ -6,14 +6,12 @@ from __future__ import annotations
 import re
 
 from harness.monitoring import (
+    PROMETHEUS,
     app_job,
     prometheus_config,
     scrape_targets,
 )
 from harness.render import load_yaml
-
-PROMETHEUS = "agentforge-prometheus"
-
 
 # The backend's histogram buckets (backend/shared/metrics.py; test_histogram_bounds_match_the_source checks them).
 BUCKETS = ("0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.render import CHART, HELM, ROOT, TOOLS_BIN, without_helm_kube
 
@@ -57,6 +58,16 @@ def pin(config: str) -> Target:
     path.write_text(text)  # JSON is YAML
     path.chmod(0o600)
     return Target(str(path), document["current-context"])
+
+
+def write_kubeconfig(path: Path, context: str, server: str) -> str:
+    """A kubeconfig of one context, `context`, whose cluster is at `server` with a token user; its path."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": context, "cluster": {"server": server}}],
+        "users": [{"name": context, "user": {"token": f"token-of-{context}"}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}]}))  # JSON is YAML
+    return str(path)
 
 
 class NotOurCluster(Exception):

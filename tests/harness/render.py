@@ -104,6 +104,16 @@ def helm(*args: str, binary: str = HELM, check: bool = True, timeout: int = 300)
     return proc
 
 
+def helm_with_values(*args: str, values: str, binary: str = HELM, check: bool = True) -> subprocess.CompletedProcess:
+    """The helm CLI given `values` (YAML or JSON text) as a --values file, which is removed afterwards."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(values)
+    try:
+        return helm(*args, "--values", f.name, binary=binary, check=check)
+    finally:
+        os.unlink(f.name)
+
+
 # Differ by design between two renders: generated secrets, and the pod annotations hashed from them.
 GENERATED_SECRET_KEYS = {"SECRET_KEY", "ENCRYPTION_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "DATABASE_URL",
                          "REDIS_URL", "admin-password", "secret-key"}
@@ -162,16 +172,11 @@ class CliCheck:
     @staticmethod
     def compare(binary: str, request: dict, reply: dict) -> None:
         """AssertionError when the CLI's render of `request` differs from the server's `reply`."""
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(request["values"])
-        try:
-            # `helm install` has no --kube-version: its client-side dry run renders for helm's default version.
-            command = (["install", "--dry-run=client"] if request["install"]
-                       else ["template", "--kube-version", request["kube_version"]])
-            proc = helm(*command, request["name"], request["chart"], "--namespace", request["namespace"],
-                        "--values", f.name, binary=binary, check=False)
-        finally:
-            os.unlink(f.name)
+        # `helm install` has no --kube-version: its client-side dry run renders for helm's default version.
+        command = (["install", "--dry-run=client"] if request["install"]
+                   else ["template", "--kube-version", request["kube_version"]])
+        proc = helm_with_values(*command, request["name"], request["chart"], "--namespace", request["namespace"],
+                                values=request["values"], binary=binary, check=False)
         where = f"{binary} {' '.join(command)} and the render server, given {request['values'][:300]}"
         if "error" in reply:
             assert proc.returncode != 0, f"{where}: the server refused ({reply['error']}), the CLI rendered"
@@ -259,15 +264,8 @@ def _render_uncached(values_json: str, name: str, namespace: str, kube_version: 
         return tuple(RENDERER.render(values_json, name=name, namespace=namespace, kube_version=kube_version,
                                      validate=(MIN_KUBE, MAX_KUBE) if validate else (), objects=True))
     assert not validate, "validation runs in the render server: render with a helm binary with validate=False"
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(values_json)  # JSON is YAML
-        values_file = f.name
-    try:
-        out = helm("template", name, str(CHART), "--namespace", namespace, "--kube-version", kube_version,
-                   "--values", values_file, binary=binary).stdout
-    finally:
-        os.unlink(values_file)
-    return parse(out)
+    return parse(helm_with_values("template", name, str(CHART), "--namespace", namespace, "--kube-version",
+                                  kube_version, values=values_json, binary=binary).stdout)  # JSON is YAML
 
 
 @functools.cache

@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-import yaml
 
 from harness import cluster
 from harness.render import HELM
@@ -39,15 +38,6 @@ def test_the_local_cluster_accepted(monkeypatch, tmp_path):
         cluster.refuse_another_cluster(given)
 
 
-def kubeconfig_file(path, context: str, server: str) -> str:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": context,
-        "clusters": [{"name": context, "cluster": {"server": server}}],
-        "users": [{"name": context, "user": {"token": f"token-of-{context}"}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}]}))
-    return str(path)
-
-
 # What a shell of someone who also works on production may export: helm reads every one before the kubeconfig.
 PROD_OVERRIDES = {"HELM_KUBECONTEXT": "prod", "HELM_KUBEAPISERVER": "https://prod.example.com:6443",
                   "HELM_KUBETOKEN": "token-of-prod", "HELM_KUBEASUSER": "admin"}
@@ -57,8 +47,8 @@ def test_helm_and_kubectl_reach_only_the_checked_context(monkeypatch, tmp_path):
     """A merged KUBECONFIG whose current context is the checked one, and HELM_KUBECONTEXT (with the API server, token
     and user) pointing at prod: the harness's helm, asked which cluster it uses (`helm env`), names the checked
     context and no override, and its kubectl's configuration holds that context alone."""
-    ours = kubeconfig_file(tmp_path / "ours", "ours", "https://127.0.0.1:6443")
-    prod = kubeconfig_file(tmp_path / "prod", "prod", "https://prod.example.com:6443")
+    ours = cluster.write_kubeconfig(tmp_path / "ours", "ours", "https://127.0.0.1:6443")
+    prod = cluster.write_kubeconfig(tmp_path / "prod", "prod", "https://prod.example.com:6443")
     for name, value in PROD_OVERRIDES.items():
         monkeypatch.setenv(name, value)
     cli = cluster.Cli(f"{ours}{os.pathsep}{prod}")
@@ -77,7 +67,7 @@ def test_helm_and_kubectl_reach_only_the_checked_context(monkeypatch, tmp_path):
 
 def test_without_the_pin_helm_would_follow_the_environment(monkeypatch, tmp_path):
     """The same environment given to helm as it is: it takes prod's context. This is what the pin prevents."""
-    ours = kubeconfig_file(tmp_path / "ours", "ours", "https://127.0.0.1:6443")
+    ours = cluster.write_kubeconfig(tmp_path / "ours", "ours", "https://127.0.0.1:6443")
     env = {**os.environ, **PROD_OVERRIDES, "KUBECONFIG": ours}
     out = subprocess.run([HELM, "env"], env=env, capture_output=True, text=True, check=True, timeout=60).stdout
     assert 'HELM_KUBECONTEXT="prod"' in out and 'HELM_KUBEAPISERVER="https://prod.example.com:6443"' in out
